@@ -1,0 +1,6 @@
+//! vitalhub: reconciles agency vital-records feeds against the population registry.
+//!
+//! Data flows one way through the modules: `connectors` (crate) -> [`mapping`] ->
+//! [`store`] -> [`linkage`] -> [`reconcile`] -> [`report`].
+
+pub mod model;

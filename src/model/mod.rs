@@ -1,0 +1,17 @@
+//! The canonical model every feed is mapped into: records, identity numbers and code tables.
+//!
+//! Only what reconciliation needs is kept. Feed fields such as gestation weeks, birth weight,
+//! ethnicity and street addresses are deliberately not part of the model, so they are never
+//! stored (see docs/data-minimisation.md).
+
+mod codes;
+mod id_number;
+mod records;
+
+pub use codes::{Division, MaritalStatus, Sex};
+pub use id_number::{IdNumber, IdProblem};
+pub use records::{
+    BirthNotification, CertStatus, Feed, HukouEvent, HukouEventKind, MarriageKind,
+    MarriageRegistration, MigrantChild, MigrantEvent, MigrantRecord, Party, Person, PersonStatus,
+    Record,
+};

@@ -1,0 +1,307 @@
+//! Canonical records, one type per feed.
+
+use std::fmt;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::{Division, IdNumber, MaritalStatus, Sex};
+
+/// The feeds of SPEC.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Feed {
+    #[serde(rename = "registry")]
+    Registry,
+    #[serde(rename = "health.births")]
+    HealthBirths,
+    #[serde(rename = "police.hukou")]
+    PoliceHukou,
+    #[serde(rename = "civil.marriages")]
+    CivilMarriages,
+    #[serde(rename = "exchange.migrants")]
+    ExchangeMigrants,
+}
+
+impl Feed {
+    pub const ALL: [Feed; 5] = [
+        Feed::Registry,
+        Feed::HealthBirths,
+        Feed::PoliceHukou,
+        Feed::CivilMarriages,
+        Feed::ExchangeMigrants,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Feed::Registry => "registry",
+            Feed::HealthBirths => "health.births",
+            Feed::PoliceHukou => "police.hukou",
+            Feed::CivilMarriages => "civil.marriages",
+            Feed::ExchangeMigrants => "exchange.migrants",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Feed> {
+        Feed::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl fmt::Display for Feed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonStatus {
+    Resident,
+    MovedOut,
+    Deceased,
+}
+
+/// A person in the population registry, the system of record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    pub person_key: String,
+    pub id_number: Option<IdNumber>,
+    pub name: String,
+    pub sex: Sex,
+    pub birth_date: Option<NaiveDate>,
+    pub hukou_division: Option<Division>,
+    pub residence_division: Option<Division>,
+    pub marital_status: Option<MaritalStatus>,
+    pub spouse_id_number: Option<IdNumber>,
+    pub mother_id_number: Option<IdNumber>,
+    pub father_id_number: Option<IdNumber>,
+    pub status: PersonStatus,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertStatus {
+    Issued,
+    Reissued,
+    Void,
+}
+
+/// A Birth Medical Certificate notification from the health commission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BirthNotification {
+    pub cert_no: String,
+    pub status: CertStatus,
+    /// Empty when the child had not been named yet.
+    pub child_name: String,
+    pub child_sex: Sex,
+    pub birth_date: NaiveDate,
+    pub birth_time: Option<String>,
+    pub birth_division: Option<Division>,
+    pub hospital_code: Option<String>,
+    pub hospital_name: Option<String>,
+    pub mother_name: String,
+    pub mother_id: Option<IdNumber>,
+    pub mother_division: Option<Division>,
+    pub father_name: Option<String>,
+    pub father_id: Option<IdNumber>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HukouEventKind {
+    #[serde(rename = "出生登记")]
+    Birth,
+    #[serde(rename = "迁入")]
+    MoveIn,
+    #[serde(rename = "迁出")]
+    MoveOut,
+    #[serde(rename = "死亡注销")]
+    Death,
+    #[serde(rename = "变更更正")]
+    Correction,
+}
+
+impl HukouEventKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            HukouEventKind::Birth => "出生登记",
+            HukouEventKind::MoveIn => "迁入",
+            HukouEventKind::MoveOut => "迁出",
+            HukouEventKind::Death => "死亡注销",
+            HukouEventKind::Correction => "变更更正",
+        }
+    }
+
+    pub fn from_label(s: &str) -> Option<Self> {
+        [
+            HukouEventKind::Birth,
+            HukouEventKind::MoveIn,
+            HukouEventKind::MoveOut,
+            HukouEventKind::Death,
+            HukouEventKind::Correction,
+        ]
+        .into_iter()
+        .find(|k| k.label() == s.trim())
+    }
+}
+
+/// A household registration event from the police.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HukouEvent {
+    pub event: HukouEventKind,
+    pub id_number: IdNumber,
+    pub name: String,
+    pub sex: Sex,
+    pub birth_date: Option<NaiveDate>,
+    pub hukou_division: Option<Division>,
+    pub cert_no: Option<String>,
+    pub father_name: Option<String>,
+    pub father_id: Option<IdNumber>,
+    pub mother_name: Option<String>,
+    pub mother_id: Option<IdNumber>,
+    pub reg_date: NaiveDate,
+    pub office: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MarriageKind {
+    #[serde(rename = "结婚")]
+    Marriage,
+    #[serde(rename = "离婚")]
+    Divorce,
+    #[serde(rename = "补领")]
+    Reissue,
+}
+
+impl MarriageKind {
+    pub fn from_label(s: &str) -> Option<Self> {
+        match s.trim() {
+            "结婚" => Some(MarriageKind::Marriage),
+            "离婚" => Some(MarriageKind::Divorce),
+            "补领" => Some(MarriageKind::Reissue),
+            _ => None,
+        }
+    }
+}
+
+/// One spouse in a marriage registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Party {
+    pub name: String,
+    pub id_number: Option<IdNumber>,
+    pub birth_date: Option<NaiveDate>,
+}
+
+/// A marriage, divorce or certificate reissue registered by civil affairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarriageRegistration {
+    pub reg_no: String,
+    pub kind: MarriageKind,
+    pub reg_date: NaiveDate,
+    pub office: Option<Division>,
+    pub husband: Party,
+    pub wife: Party,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrantEvent {
+    Inflow,
+    Outflow,
+    Return,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrantChild {
+    pub name: String,
+    pub sex: Sex,
+    pub birth_date: Option<NaiveDate>,
+    pub id_number: Option<IdNumber>,
+}
+
+/// A migrant reported by a partner region (the street address is not kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrantRecord {
+    pub message_id: Option<String>,
+    pub from_region: Option<Division>,
+    pub to_region: Option<Division>,
+    pub id_number: IdNumber,
+    pub name: String,
+    pub sex: Sex,
+    pub birth_date: Option<NaiveDate>,
+    pub marital_status: Option<MaritalStatus>,
+    pub hukou_division: Option<Division>,
+    pub residence_division: Option<Division>,
+    pub event: MigrantEvent,
+    pub event_date: NaiveDate,
+    pub children: Vec<MigrantChild>,
+}
+
+/// Any canonical record, tagged with its feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "feed")]
+pub enum Record {
+    #[serde(rename = "registry")]
+    Person(Person),
+    #[serde(rename = "health.births")]
+    Birth(BirthNotification),
+    #[serde(rename = "police.hukou")]
+    Hukou(HukouEvent),
+    #[serde(rename = "civil.marriages")]
+    Marriage(MarriageRegistration),
+    #[serde(rename = "exchange.migrants")]
+    Migrant(MigrantRecord),
+}
+
+impl Record {
+    pub fn feed(&self) -> Feed {
+        match self {
+            Record::Person(_) => Feed::Registry,
+            Record::Birth(_) => Feed::HealthBirths,
+            Record::Hukou(_) => Feed::PoliceHukou,
+            Record::Marriage(_) => Feed::CivilMarriages,
+            Record::Migrant(_) => Feed::ExchangeMigrants,
+        }
+    }
+
+    /// The record key of SPEC.md: a new version of a record replaces the one with this key.
+    pub fn key(&self) -> String {
+        match self {
+            Record::Person(p) => p.person_key.clone(),
+            Record::Birth(b) => b.cert_no.clone(),
+            Record::Hukou(h) => format!("{}|{}|{}", h.id_number, h.event.label(), h.reg_date),
+            Record::Marriage(m) => m.reg_no.clone(),
+            Record::Migrant(m) => format!(
+                "{}|{}|{}",
+                m.id_number,
+                serde_json::to_value(m.event).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                m.event_date
+            ),
+        }
+    }
+
+    /// The source's own version stamp, where it has one: an older version never replaces a newer.
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Record::Person(p) => p.updated_at.as_deref(),
+            Record::Birth(b) => b.updated_at.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A retired record stays stored (for history) but no longer takes part in reconciliation.
+    pub fn is_retired(&self) -> bool {
+        matches!(self, Record::Birth(b) if b.status == CertStatus::Void)
+    }
+
+    /// The date that places the record in a reporting period.
+    pub fn period_date(&self) -> Option<NaiveDate> {
+        match self {
+            Record::Person(p) => p.birth_date,
+            Record::Birth(b) => Some(b.birth_date),
+            Record::Hukou(h) => Some(h.reg_date),
+            Record::Marriage(m) => Some(m.reg_date),
+            Record::Migrant(m) => Some(m.event_date),
+        }
+    }
+}
