@@ -3,4 +3,5 @@
 //! Data flows one way through the modules: `connectors` (crate) -> [`mapping`] ->
 //! [`store`] -> [`linkage`] -> [`reconcile`] -> [`report`].
 
+pub mod mapping;
 pub mod model;

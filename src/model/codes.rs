@@ -116,7 +116,11 @@ impl FromStr for MaritalStatus {
             "30" | "丧偶" => MaritalStatus::Widowed,
             "40" | "离婚" => MaritalStatus::Divorced,
             "90" | "未说明的婚姻状况" | "未说明" => MaritalStatus::NotStated,
-            other => return Err(format!("'{other}' is not a GB/T 2261.2 marital status code")),
+            other => {
+                return Err(format!(
+                    "'{other}' is not a GB/T 2261.2 marital status code"
+                ))
+            }
         })
     }
 }
@@ -203,7 +207,10 @@ mod tests {
         assert!("3".parse::<Sex>().is_err());
         assert!("22".parse::<MaritalStatus>().unwrap().is_married());
         assert!(!"40".parse::<MaritalStatus>().unwrap().is_married());
-        assert_eq!("离婚".parse::<MaritalStatus>().unwrap(), MaritalStatus::Divorced);
+        assert_eq!(
+            "离婚".parse::<MaritalStatus>().unwrap(),
+            MaritalStatus::Divorced
+        );
     }
 
     #[test]

@@ -274,7 +274,10 @@ impl Record {
             Record::Migrant(m) => format!(
                 "{}|{}|{}",
                 m.id_number,
-                serde_json::to_value(m.event).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                serde_json::to_value(m.event)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 m.event_date
             ),
         }

@@ -12,7 +12,8 @@ use crate::Location;
 const SNIFF_BYTES: usize = 64 * 1024;
 
 pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<u64, ReadError> {
-    let open = || File::open(path).map_err(|e| ReadError::new(path, None, format!("cannot open: {e}")));
+    let open =
+        || File::open(path).map_err(|e| ReadError::new(path, None, format!("cannot open: {e}")));
     let encoding = match spec.encoding {
         TextEncoding::Utf8 => UTF_8,
         TextEncoding::Gb18030 => GB18030,
@@ -53,7 +54,9 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
             RowOutcome::Skipped => {}
         }
     }
-    assembler.finish().map_err(|m| ReadError::new(path, None, m))?;
+    assembler
+        .finish()
+        .map_err(|m| ReadError::new(path, None, m))?;
     Ok(delivered)
 }
 

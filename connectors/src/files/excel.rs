@@ -12,7 +12,11 @@ use crate::Location;
 const MAX_ROWS: u32 = 2_000_000;
 const MAX_COLUMNS: u32 = 512;
 
-pub(super) fn read_xlsx(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<u64, ReadError> {
+pub(super) fn read_xlsx(
+    path: &Path,
+    spec: &ReadSpec,
+    sink: &mut Sink<'_>,
+) -> Result<u64, ReadError> {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut book: Xlsx<BufReader<File>> = open_workbook(path)
         .map_err(|e| ReadError::new(path, None, format!("not a readable xlsx workbook: {e}")))?;
@@ -41,7 +45,9 @@ pub(super) fn read_xlsx(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Re
     };
     loop {
         let cell = cells.next_cell().map_err(|e| {
-            let loc = current.as_ref().map(|(r, _)| Location::Row(u64::from(*r) + 1));
+            let loc = current
+                .as_ref()
+                .map(|(r, _)| Location::Row(u64::from(*r) + 1));
             ReadError::new(path, loc, format!("broken worksheet: {e}"))
         })?;
         let Some(cell) = cell else { break };
@@ -50,7 +56,10 @@ pub(super) fn read_xlsx(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Re
             return Err(ReadError::new(
                 path,
                 Some(Location::Row(u64::from(row) + 1)),
-                format!("cell in column {} is beyond the {MAX_COLUMNS}-column limit", col + 1),
+                format!(
+                    "cell in column {} is beyond the {MAX_COLUMNS}-column limit",
+                    col + 1
+                ),
             ));
         }
         let text = cell_text(cell.get_value());
@@ -69,11 +78,17 @@ pub(super) fn read_xlsx(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Re
     if let Some((r, row_cells)) = current.take() {
         emit(r, row_cells, &mut assembler)?;
     }
-    assembler.finish().map_err(|m| ReadError::new(path, None, m))?;
+    assembler
+        .finish()
+        .map_err(|m| ReadError::new(path, None, m))?;
     Ok(delivered)
 }
 
-pub(super) fn read_xls(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<u64, ReadError> {
+pub(super) fn read_xls(
+    path: &Path,
+    spec: &ReadSpec,
+    sink: &mut Sink<'_>,
+) -> Result<u64, ReadError> {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut book: Xls<BufReader<File>> = open_workbook(path)
         .map_err(|e| ReadError::new(path, None, format!("not a readable xls workbook: {e}")))?;
@@ -106,7 +121,9 @@ pub(super) fn read_xls(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Res
             RowOutcome::Skipped => {}
         }
     }
-    assembler.finish().map_err(|m| ReadError::new(path, None, m))?;
+    assembler
+        .finish()
+        .map_err(|m| ReadError::new(path, None, m))?;
     Ok(delivered)
 }
 

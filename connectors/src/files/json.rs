@@ -18,7 +18,8 @@ use super::{CountingReader, ReadError, ReadSpec, Sink};
 use crate::{Location, RawRecord};
 
 pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<u64, ReadError> {
-    let file = File::open(path).map_err(|e| ReadError::new(path, None, format!("cannot open: {e}")))?;
+    let file =
+        File::open(path).map_err(|e| ReadError::new(path, None, format!("cannot open: {e}")))?;
     let mut counting = CountingReader::new(BufReader::new(file));
     let consumed = counting.count.clone();
     let first = first_significant_byte(&mut counting)
@@ -39,7 +40,12 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
                 .map(str::to_owned)
                 .collect();
             let mut de = serde_json::Deserializer::from_reader(counting);
-            let result = Walk { path: &segments, top: true, state: &mut state }.deserialize(&mut de);
+            let result = Walk {
+                path: &segments,
+                top: true,
+                state: &mut state,
+            }
+            .deserialize(&mut de);
             let delivered = state.delivered;
             result
                 .and_then(|_| de.end())
@@ -50,12 +56,18 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
             let mut line_no = 0u64;
             for line in counting.lines() {
                 line_no += 1;
-                let line = line.map_err(|e| ReadError::new(path, Some(Location::Item(line_no)), e.to_string()))?;
+                let line = line.map_err(|e| {
+                    ReadError::new(path, Some(Location::Item(line_no)), e.to_string())
+                })?;
                 if line.trim().is_empty() {
                     continue;
                 }
                 let value: Value = serde_json::from_str(&line).map_err(|e| {
-                    ReadError::new(path, Some(Location::Item(line_no)), format!("malformed JSON line: {e}"))
+                    ReadError::new(
+                        path,
+                        Some(Location::Item(line_no)),
+                        format!("malformed JSON line: {e}"),
+                    )
                 })?;
                 state.emit(value, Location::Item(line_no));
             }
@@ -68,7 +80,11 @@ fn json_error(path: &Path, delivered: u64, e: serde_json::Error) -> ReadError {
     ReadError::new(
         path,
         Some(Location::Item(delivered + 1)),
-        format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()),
+        format!(
+            "malformed JSON at line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ),
     )
 }
 
@@ -110,7 +126,13 @@ impl State<'_, '_> {
 }
 
 fn flatten(prefix: &str, value: &Value, rec: &mut RawRecord) {
-    let key = |k: &str| if prefix.is_empty() { k.to_owned() } else { format!("{prefix}/{k}") };
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}/{k}")
+        }
+    };
     match value {
         Value::Null => {}
         Value::Bool(b) => rec.push(prefix, b.to_string()),
@@ -183,7 +205,11 @@ impl<'de> Visitor<'de> for Walk<'_, '_, '_, '_> {
         while let Some(key) = map.next_key::<String>()? {
             if key == *head {
                 found = true;
-                map.next_value_seed(Walk { path: rest, top: false, state: self.state })?;
+                map.next_value_seed(Walk {
+                    path: rest,
+                    top: false,
+                    state: self.state,
+                })?;
             } else if self.top {
                 let value: Value = map.next_value()?;
                 if let Some(text) = scalar_text(&value) {

@@ -39,7 +39,11 @@ fn csv_utf8_with_bom_skips_title_blank_and_totals_rows() {
 #[test]
 fn csv_blank_lines_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "h.csv", "登记类别,公民身份号码\n\n出生登记,1\n\n\n迁出,2\n".as_bytes());
+    let p = write(
+        dir.path(),
+        "h.csv",
+        "登记类别,公民身份号码\n\n出生登记,1\n\n\n迁出,2\n".as_bytes(),
+    );
     let recs = read_all(&p, &hukou_spec(FileFormat::Csv)).unwrap();
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[1].get("登记类别"), Some("迁出"));
@@ -49,7 +53,10 @@ fn csv_blank_lines_are_skipped() {
 fn csv_gb18030_is_detected_and_decoded() {
     let dir = tempfile::tempdir().unwrap();
     let (bytes, _, _) = encoding_rs::GB18030.encode(HUKOU_CSV);
-    assert!(std::str::from_utf8(&bytes).is_err(), "fixture must not be UTF-8");
+    assert!(
+        std::str::from_utf8(&bytes).is_err(),
+        "fixture must not be UTF-8"
+    );
     let p = write(dir.path(), "h.csv", &bytes);
     let recs = read_all(&p, &hukou_spec(FileFormat::Csv)).unwrap();
     assert_eq!(recs.len(), 2);
@@ -71,8 +78,13 @@ fn xlsx_title_row_totals_row_and_date_cells() {
     let p = dir.path().join("h.xlsx");
     let mut book = rust_xlsxwriter::Workbook::new();
     let sheet = book.add_worksheet();
-    sheet.write_string(0, 0, "鹤壁市公安局2026年10月户籍登记情况").unwrap();
-    for (i, h) in ["登记类别", "公民身份号码", "出生日期", "体重"].iter().enumerate() {
+    sheet
+        .write_string(0, 0, "鹤壁市公安局2026年10月户籍登记情况")
+        .unwrap();
+    for (i, h) in ["登记类别", "公民身份号码", "出生日期", "体重"]
+        .iter()
+        .enumerate()
+    {
         sheet.write_string(1, i as u16, *h).unwrap();
     }
     let fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
@@ -108,7 +120,11 @@ fn not_a_workbook_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "h.xlsx", b"this is not a zip file");
     assert!(read_all(&p, &hukou_spec(FileFormat::Xlsx)).is_err());
-    let p = write(dir.path(), "h.xls", b"\xd0\xcf\x11\xe0 truncated compound file");
+    let p = write(
+        dir.path(),
+        "h.xls",
+        b"\xd0\xcf\x11\xe0 truncated compound file",
+    );
     assert!(read_all(&p, &hukou_spec(FileFormat::Xls)).is_err());
 }
 
@@ -133,7 +149,11 @@ fn births_spec() -> ReadSpec {
 #[test]
 fn xml_records_flatten_to_paths_with_attributes() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "b.xml", BIRTHS_XML.replace("ENC", "UTF-8").as_bytes());
+    let p = write(
+        dir.path(),
+        "b.xml",
+        BIRTHS_XML.replace("ENC", "UTF-8").as_bytes(),
+    );
     let recs = read_all(&p, &births_spec()).unwrap();
     assert_eq!(recs.len(), 2);
     let r = &recs[0];
@@ -143,7 +163,10 @@ fn xml_records_flatten_to_paths_with_attributes() {
     assert_eq!(r.get("CertNo"), Some("Q410123456"));
     assert_eq!(r.get("Child/Name"), Some("王梓涵"));
     assert_eq!(r.get("BirthPlace/@division"), Some("410611"));
-    assert_eq!(r.get("BirthPlace/Hospital"), Some("鹤壁市妇幼保健院 & 分院"));
+    assert_eq!(
+        r.get("BirthPlace/Hospital"),
+        Some("鹤壁市妇幼保健院 & 分院")
+    );
     assert_eq!(r.get("BirthPlace/Hospital/@code"), Some("H4106110001"));
     assert_eq!(recs[1].get("@status"), Some("void"));
     assert_eq!(recs[1].get("Child/Name"), None);
@@ -157,7 +180,10 @@ fn xml_declared_gb18030_is_honoured() {
     let p = write(dir.path(), "b.xml", &bytes);
     let recs = read_all(&p, &births_spec()).unwrap();
     assert_eq!(recs[0].get("Mother/Name"), Some("李娜"));
-    assert_eq!(recs[0].get("BirthPlace/Hospital"), Some("鹤壁市妇幼保健院 & 分院"));
+    assert_eq!(
+        recs[0].get("BirthPlace/Hospital"),
+        Some("鹤壁市妇幼保健院 & 分院")
+    );
 }
 
 #[test]
@@ -196,9 +222,16 @@ fn json_lines_and_broken_json() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "m.jsonl", b"{\"a\":1}\n\n{\"a\":2}\n");
     let recs = read_all(&p, &ReadSpec::new(FileFormat::Json)).unwrap();
-    assert_eq!(recs.iter().map(|r| r.get("a").unwrap()).collect::<Vec<_>>(), ["1", "2"]);
+    assert_eq!(
+        recs.iter().map(|r| r.get("a").unwrap()).collect::<Vec<_>>(),
+        ["1", "2"]
+    );
 
-    let p = write(dir.path(), "m.json", b"{\"records\":[{\"a\":1},{\"a\":2},{\"a\":");
+    let p = write(
+        dir.path(),
+        "m.json",
+        b"{\"records\":[{\"a\":1},{\"a\":2},{\"a\":",
+    );
     let mut spec = ReadSpec::new(FileFormat::Json);
     spec.record_path = "records".into();
     let mut got = Vec::new();

@@ -21,7 +21,8 @@ struct Open {
 }
 
 pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<u64, ReadError> {
-    let file = File::open(path).map_err(|e| ReadError::new(path, None, format!("cannot open: {e}")))?;
+    let file =
+        File::open(path).map_err(|e| ReadError::new(path, None, format!("cannot open: {e}")))?;
     let counting = CountingReader::new(BufReader::new(file));
     let consumed = counting.count.clone();
     // The decoding reader sniffs BOMs; the declared encoding is applied when the declaration
@@ -51,19 +52,27 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
             match current.as_mut() {
                 None => {
                     if depth == 0 {
-                        root_attrs = attributes(e, "/").map_err(|m| ReadError::new(path, None, m))?;
+                        root_attrs =
+                            attributes(e, "/").map_err(|m| ReadError::new(path, None, m))?;
                     }
                     if local_name(e) == spec.record_element {
                         seen += 1;
                         let mut rec = RawRecord::new(Location::Element(seen));
                         rec.fields.extend(root_attrs.iter().cloned());
-                        rec.fields
-                            .extend(attributes(e, "").map_err(|m| ReadError::new(path, at(seen), m))?);
+                        rec.fields.extend(
+                            attributes(e, "").map_err(|m| ReadError::new(path, at(seen), m))?,
+                        );
                         if is_empty {
                             delivered += 1;
                             sink(rec, consumed.get());
                         } else {
-                            current = Some((rec, vec![Open { path: String::new(), text: String::new() }]));
+                            current = Some((
+                                rec,
+                                vec![Open {
+                                    path: String::new(),
+                                    text: String::new(),
+                                }],
+                            ));
                         }
                     }
                 }
@@ -75,7 +84,10 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
                             .map_err(|m| ReadError::new(path, at(seen), m))?,
                     );
                     if !is_empty {
-                        stack.push(Open { path: elem_path, text: String::new() });
+                        stack.push(Open {
+                            path: elem_path,
+                            text: String::new(),
+                        });
                     }
                 }
             }
@@ -89,7 +101,11 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
             Event::Decl(d) => {
                 if let Some(Ok(name)) = d.encoding() {
                     let encoding = d.encoder().ok_or_else(|| {
-                        ReadError::new(path, None, format!("unsupported declared encoding '{name}'"))
+                        ReadError::new(
+                            path,
+                            None,
+                            format!("unsupported declared encoding '{name}'"),
+                        )
                     })?;
                     reader.get_mut().set_encoding(encoding);
                 }
@@ -98,7 +114,8 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
             Event::CData(t) => append_text(&mut current, &t.xml10_content()),
             Event::GeneralRef(r) => {
                 if current.is_some() {
-                    let resolved = resolve_entity(&r).map_err(|m| ReadError::new(path, at(seen), m))?;
+                    let resolved =
+                        resolve_entity(&r).map_err(|m| ReadError::new(path, at(seen), m))?;
                     append_text(&mut current, resolved.encode_utf8(&mut [0u8; 4]));
                 }
             }
@@ -108,7 +125,11 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
                     if let Some(open) = stack.pop() {
                         let text = open.text.trim();
                         if !text.is_empty() {
-                            let key = if open.path.is_empty() { "#text".to_owned() } else { open.path };
+                            let key = if open.path.is_empty() {
+                                "#text".to_owned()
+                            } else {
+                                open.path
+                            };
                             rec.push(key, text);
                         }
                     }
@@ -169,7 +190,10 @@ fn attributes(e: &BytesStart, prefix: &str) -> Result<Vec<(String, String)>, Str
 }
 
 fn resolve_entity(r: &quick_xml::events::BytesRef) -> Result<char, String> {
-    if let Some(c) = r.resolve_char_ref().map_err(|e| format!("bad character reference: {e}"))? {
+    if let Some(c) = r
+        .resolve_char_ref()
+        .map_err(|e| format!("bad character reference: {e}"))?
+    {
         return Ok(c);
     }
     let name = r.xml10_content();
