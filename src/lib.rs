@@ -5,3 +5,4 @@
 
 pub mod mapping;
 pub mod model;
+pub mod store;

@@ -5,10 +5,12 @@
 //! stored (see docs/data-minimisation.md).
 
 mod codes;
+mod discrepancy;
 mod id_number;
 mod records;
 
 pub use codes::{Division, MaritalStatus, Sex};
+pub use discrepancy::{Discrepancy, DiscrepancyKind, FieldDiff, Severity, SourceRef};
 pub use id_number::{IdNumber, IdProblem};
 pub use records::{
     BirthNotification, CertStatus, Feed, HukouEvent, HukouEventKind, MarriageKind,

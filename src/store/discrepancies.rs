@@ -1,0 +1,271 @@
+//! Discrepancies with stable ids and a review history.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{now, sha256_hex, Result, Store, StoreError};
+use crate::model::Discrepancy;
+
+/// A stored discrepancy: what was found plus its id and review status.
+#[derive(Debug, Clone)]
+pub struct StoredDiscrepancy {
+    pub id: String,
+    pub status: String,
+    pub discrepancy: Discrepancy,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    pub at: String,
+    pub actor: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub note: Option<String>,
+}
+
+/// What saving one reconciliation run changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SaveSummary {
+    pub new: u64,
+    pub unchanged: u64,
+    pub updated: u64,
+    pub reopened: u64,
+    pub gone: u64,
+}
+
+/// Review statuses an operator may set.
+pub const REVIEW_STATUSES: &[&str] = &["open", "confirmed", "resolved", "dismissed"];
+
+impl Store {
+    /// Saves the discrepancies found for `period`, keeping ids stable: one already known by
+    /// (kind, anchor) keeps its id and, if its content is unchanged, its review status. A
+    /// resolved or dismissed one whose content changed is reopened; an open one no longer found
+    /// becomes `gone`.
+    pub fn save_discrepancies(
+        &mut self,
+        period: &str,
+        found: &[Discrepancy],
+    ) -> Result<SaveSummary> {
+        let tx = self.conn.transaction()?;
+        let mut known: HashMap<(String, String), (String, String, String)> = HashMap::new();
+        {
+            let mut stmt = tx.prepare(
+                "SELECT id, kind, anchor, status, fingerprint FROM discrepancies WHERE period = ?1",
+            )?;
+            let rows = stmt.query_map(params![period], |r| {
+                Ok(((r.get(1)?, r.get(2)?), (r.get(0)?, r.get(3)?, r.get(4)?)))
+            })?;
+            for row in rows {
+                let (k, v) = row?;
+                known.insert(k, v);
+            }
+        }
+        let mut seq: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM discrepancies WHERE period = ?1",
+            params![period],
+            |r| r.get(0),
+        )?;
+        let mut ordered: Vec<&Discrepancy> = found.iter().collect();
+        ordered.sort_by(|a, b| (a.kind, &a.anchor).cmp(&(b.kind, &b.anchor)));
+        let mut summary = SaveSummary::default();
+        let at = now();
+        let mut seen = std::collections::HashSet::new();
+        for d in ordered {
+            let body = serde_json::to_string(d).expect("discrepancies always serialise");
+            let fingerprint = sha256_hex(body.as_bytes());
+            let k = (d.kind.name().to_owned(), d.anchor.clone());
+            if !seen.insert(k.clone()) {
+                continue;
+            }
+            match known.get(&k) {
+                Some((id, status, old)) if *old == fingerprint => {
+                    tx.execute(
+                        "UPDATE discrepancies SET last_seen = ?2 WHERE id = ?1",
+                        params![id, at],
+                    )?;
+                    if status == "gone" {
+                        set_status(
+                            &tx,
+                            id,
+                            status,
+                            "open",
+                            "system",
+                            Some("observed again"),
+                            &at,
+                        )?;
+                        summary.reopened += 1;
+                    } else {
+                        summary.unchanged += 1;
+                    }
+                }
+                Some((id, status, _)) => {
+                    tx.execute(
+                        "UPDATE discrepancies SET division = ?2, severity = ?3, score = ?4, registry_key = ?5, body = ?6,
+                           fingerprint = ?7, last_seen = ?8 WHERE id = ?1",
+                        params![id, d.division, d.severity.name(), d.score, d.registry_key, body, fingerprint, at],
+                    )?;
+                    if matches!(status.as_str(), "resolved" | "dismissed" | "gone") {
+                        set_status(
+                            &tx,
+                            id,
+                            status,
+                            "open",
+                            "system",
+                            Some("source data changed"),
+                            &at,
+                        )?;
+                        summary.reopened += 1;
+                    } else {
+                        summary.updated += 1;
+                    }
+                }
+                None => {
+                    seq += 1;
+                    let id = format!("d-{period}-{seq:06}");
+                    tx.execute(
+                        "INSERT INTO discrepancies (id, period, seq, kind, anchor, division, severity, status, score,
+                           registry_key, body, fingerprint, first_seen, last_seen)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?10, ?11, ?12, ?12)",
+                        params![id, period, seq, k.0, k.1, d.division, d.severity.name(), d.score, d.registry_key, body, fingerprint, at],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO discrepancy_history (discrepancy_id, at, actor, from_status, to_status, note)
+                         VALUES (?1, ?2, 'system', NULL, 'open', 'found by reconciliation')",
+                        params![id, at],
+                    )?;
+                    summary.new += 1;
+                }
+            }
+        }
+        for (k, (id, status, _)) in &known {
+            if !seen.contains(k) && matches!(status.as_str(), "open" | "confirmed") {
+                set_status(
+                    &tx,
+                    id,
+                    status,
+                    "gone",
+                    "system",
+                    Some("no longer found by reconciliation"),
+                    &at,
+                )?;
+                summary.gone += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(summary)
+    }
+
+    /// Discrepancies of a period, optionally only those with one status, in id order.
+    pub fn discrepancies(
+        &self,
+        period: &str,
+        status: Option<&str>,
+    ) -> Result<Vec<StoredDiscrepancy>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, status, body FROM discrepancies WHERE period = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![period, status], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, status, body) = row?;
+            let discrepancy =
+                serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
+                    feed: "discrepancies".into(),
+                    key: id.clone(),
+                    source,
+                })?;
+            out.push(StoredDiscrepancy {
+                id,
+                status,
+                discrepancy,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sets a review status, keeping the change in the history.
+    pub fn review_discrepancy(
+        &mut self,
+        id: &str,
+        to_status: &str,
+        actor: &str,
+        note: Option<&str>,
+    ) -> Result<()> {
+        if !REVIEW_STATUSES.contains(&to_status) {
+            return Err(StoreError::NotFound(format!(
+                "'{to_status}' is not a review status ({})",
+                REVIEW_STATUSES.join(", ")
+            )));
+        }
+        let tx = self.conn.transaction()?;
+        let from: String = tx
+            .query_row(
+                "SELECT status FROM discrepancies WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no discrepancy {id}")))?;
+        set_status(&tx, id, &from, to_status, actor, note, &now())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn discrepancy_history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, actor, from_status, to_status, note FROM discrepancy_history WHERE discrepancy_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![id], |r| {
+            Ok(HistoryEntry {
+                at: r.get(0)?,
+                actor: r.get(1)?,
+                from_status: r.get(2)?,
+                to_status: r.get(3)?,
+                note: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Keeps a summary of a reconciliation run.
+    pub fn record_reconcile_run(
+        &mut self,
+        period: &str,
+        as_of: &str,
+        started_at: &str,
+        summary: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO reconcile_runs (period, as_of, started_at, finished_at, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![period, as_of, started_at, now(), summary],
+        )?;
+        Ok(())
+    }
+}
+
+fn set_status(
+    tx: &rusqlite::Transaction,
+    id: &str,
+    from: &str,
+    to: &str,
+    actor: &str,
+    note: Option<&str>,
+    at: &str,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE discrepancies SET status = ?2 WHERE id = ?1",
+        params![id, to],
+    )?;
+    tx.execute(
+        "INSERT INTO discrepancy_history (discrepancy_id, at, actor, from_status, to_status, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, at, actor, from, to, note],
+    )?;
+    Ok(())
+}
