@@ -3,6 +3,10 @@
 //! Data flows one way through the modules: `connectors` (crate) -> [`mapping`] ->
 //! [`store`] -> [`linkage`] -> [`reconcile`] -> [`report`].
 
+pub mod config;
+pub mod ingest;
+pub mod linkage;
 pub mod mapping;
 pub mod model;
+pub mod reconcile;
 pub mod store;

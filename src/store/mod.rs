@@ -190,7 +190,7 @@ impl Store {
 }
 
 /// Timestamps are stored as RFC 3339 UTC text, which sorts in time order.
-pub(crate) fn now() -> String {
+pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 

@@ -1,0 +1,205 @@
+//! The configuration file: region, database, reconciliation settings and file routes.
+
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobMatcher};
+use serde::Deserialize;
+
+const DEFAULT_CONFIG: &str = include_str!("../config/vitalhub.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    region: Region,
+    #[serde(default)]
+    database: Database,
+    #[serde(default)]
+    reconcile: ReconcileSettings,
+    #[serde(default)]
+    routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub code: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+impl Region {
+    /// The prefix identity numbers and divisions of this region start with.
+    pub fn prefix(&self) -> &str {
+        let mut p = self.code.as_str();
+        while p.len() > 2 && p.ends_with("00") {
+            p = &p[..p.len() - 2];
+        }
+        p
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    #[serde(default = "default_db")]
+    pub path: PathBuf,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database { path: default_db() }
+    }
+}
+
+fn default_db() -> PathBuf {
+    PathBuf::from("vitalhub.db")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSettings {
+    #[serde(default = "default_grace")]
+    pub grace_days: i64,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        ReconcileSettings {
+            grace_days: default_grace(),
+        }
+    }
+}
+
+fn default_grace() -> i64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    pattern: String,
+    mapping: String,
+}
+
+/// A file-name pattern and the mapping (a path or `builtin:NAME`) for files that match it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub pattern: String,
+    pub mapping: String,
+    matcher: GlobMatcher,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub region: Region,
+    pub database: Database,
+    pub reconcile: ReconcileSettings,
+    pub routes: Vec<Route>,
+    /// Where the configuration came from, for messages.
+    pub source: String,
+}
+
+impl Config {
+    /// The built-in default configuration (config/vitalhub.toml as shipped).
+    pub fn default_embedded() -> Config {
+        Config::parse(DEFAULT_CONFIG, "built-in default", Path::new("."))
+            .expect("the shipped default config is valid")
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &path.display().to_string(), base)
+    }
+
+    fn parse(text: &str, source: &str, base: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: source.to_owned(),
+            message,
+        };
+        let file: ConfigFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if file.region.code.len() < 2 || !file.region.code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(format!(
+                "region.code '{}' is not a division code or prefix",
+                file.region.code
+            )));
+        }
+        let mut routes = Vec::new();
+        for r in file.routes {
+            let glob = Glob::new(&r.pattern)
+                .map_err(|e| invalid(format!("route pattern '{}': {e}", r.pattern)))?;
+            let mapping =
+                if r.mapping.starts_with("builtin:") || Path::new(&r.mapping).is_absolute() {
+                    r.mapping
+                } else {
+                    base.join(&r.mapping).display().to_string()
+                };
+            routes.push(Route {
+                pattern: r.pattern,
+                mapping,
+                matcher: glob.compile_matcher(),
+            });
+        }
+        let mut database = file.database;
+        if database.path.is_relative() && source != "built-in default" {
+            database.path = base.join(&database.path);
+        }
+        Ok(Config {
+            region: file.region,
+            database,
+            reconcile: file.reconcile,
+            routes,
+            source: source.to_owned(),
+        })
+    }
+
+    /// The route for a file, by its file name.
+    pub fn route_for(&self, path: &Path) -> Option<&Route> {
+        let name = path.file_name()?;
+        self.routes.iter().find(|r| r.matcher.is_match(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_routes_follow_the_issue() {
+        let c = Config::default_embedded();
+        let m = |n: &str| c.route_for(Path::new(n)).map(|r| r.mapping.clone());
+        assert_eq!(m("registry.csv").as_deref(), Some("builtin:registry"));
+        assert_eq!(
+            m("births-202610.xml").as_deref(),
+            Some("builtin:health-births-xml")
+        );
+        for h in ["hukou-202610.xlsx", "hukou-202610.xls", "hukou-202610.csv"] {
+            assert_eq!(m(h).as_deref(), Some("builtin:police-hukou"), "{h}");
+        }
+        assert_eq!(
+            m("marriages-202610.xml").as_deref(),
+            Some("builtin:civil-marriages-xml")
+        );
+        assert_eq!(
+            m("migrants-202610.json").as_deref(),
+            Some("builtin:exchange-migrants-json")
+        );
+        assert_eq!(m("migrants-202610.json.sig"), None);
+        assert_eq!(m("notes.txt"), None);
+        assert_eq!(c.region.prefix(), "4106");
+    }
+}

@@ -1,0 +1,266 @@
+//! Ingest: files routed to mappings, landed, mapped and stored; bad records quarantined.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use vitalhub_connectors::files::read_file;
+use vitalhub_connectors::RawRecord;
+
+use crate::config::Config;
+use crate::mapping::{Mapping, MappingFileError};
+use crate::store::{QuarantineEntry, Store, StoreError};
+
+/// Files at least this large get a progress bar.
+const PROGRESS_MIN_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Mapping(#[from] MappingFileError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub feed: String,
+    pub mapping: String,
+    pub bytes: u64,
+    pub read: u64,
+    pub upserted: u64,
+    pub unchanged: u64,
+    pub quarantined: u64,
+    /// The same content was ingested before; nothing was read again.
+    pub already_landed: bool,
+    /// The file could not be read to its end; the reason names where.
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// A file the routes did not claim.
+#[derive(Debug, Clone)]
+pub struct Unrouted {
+    pub path: PathBuf,
+}
+
+pub struct IngestOptions {
+    /// Re-read files whose content was landed before (after a mapping fix).
+    pub force: bool,
+    pub progress: bool,
+}
+
+/// Ingests every routed file directly in `dir`, in file-name order.
+pub fn ingest_dir(
+    store: &mut Store,
+    config: &Config,
+    dir: &Path,
+    opts: &IngestOptions,
+) -> Result<(Vec<FileReport>, Vec<Unrouted>), IngestError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| IngestError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    let mut reports = Vec::new();
+    let mut unrouted = Vec::new();
+    for path in paths {
+        match config.route_for(&path) {
+            Some(route) => {
+                let mapping = Mapping::load(&route.mapping)?;
+                reports.push(ingest_file(store, &path, &mapping, &route.mapping, opts)?);
+            }
+            None => unrouted.push(Unrouted { path }),
+        }
+    }
+    Ok((reports, unrouted))
+}
+
+/// Ingests one file with `mapping` (`mapping_ref` is how to load it again for retries).
+pub fn ingest_file(
+    store: &mut Store,
+    path: &Path,
+    mapping: &Mapping,
+    mapping_ref: &str,
+    opts: &IngestOptions,
+) -> Result<FileReport, IngestError> {
+    let started = Instant::now();
+    let io = |source| IngestError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let (sha, bytes) = hash_file(path).map_err(io)?;
+    let mut report = FileReport {
+        path: path.to_path_buf(),
+        feed: mapping.feed.name().to_owned(),
+        mapping: mapping_ref.to_owned(),
+        bytes,
+        read: 0,
+        upserted: 0,
+        unchanged: 0,
+        quarantined: 0,
+        already_landed: false,
+        error: None,
+        elapsed: Duration::ZERO,
+    };
+    if !opts.force {
+        if let Some(landed) = store.landed_file_by_sha(&sha)? {
+            report.already_landed = true;
+            report.read = landed.records_read;
+            report.unchanged = landed.records_read - landed.quarantined;
+            report.quarantined = landed.quarantined;
+            report.elapsed = started.elapsed();
+            return Ok(report);
+        }
+    }
+    let display = path.display().to_string();
+    let mut writer = store.begin_file(&display, &sha, bytes, mapping.feed.name(), mapping_ref)?;
+    let bar = progress_bar(opts.progress && bytes >= PROGRESS_MIN_BYTES, bytes, path);
+    let mut failure: Option<StoreError> = None;
+    let mut read = 0u64;
+    let read_result = match mapping.read_spec(path) {
+        Err(message) => Err(message),
+        Ok(spec) => read_file(path, &spec, &mut |raw: RawRecord, consumed| {
+            read += 1;
+            if read % 1024 == 0 {
+                bar.set_position(consumed);
+            }
+            if failure.is_some() {
+                return;
+            }
+            let location = raw.location.to_string();
+            let outcome = match mapping.apply(&raw) {
+                Ok(record) => writer.upsert(&record, &location).map(|_| ()),
+                Err(e) => {
+                    let raw_json =
+                        serde_json::to_string(&raw.fields).expect("raw fields serialise");
+                    writer.quarantine(&location, Some(&e.field), &e.reason, Some(&raw_json))
+                }
+            };
+            if let Err(e) = outcome {
+                failure = Some(e);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string()),
+    };
+    bar.finish_and_clear();
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if let Err(message) = &read_result {
+        // The file could not be read on: what was read stays; the break is quarantined so
+        // an operator sees it and can re-process the file once it is fixed or re-sent.
+        writer.quarantine("file", None, message, None)?;
+        report.error = Some(message.clone());
+    }
+    report.read = read;
+    let file_id = writer.finish(read, report.error.as_deref())?;
+    if let Some(landed) = store.landed_file(file_id)? {
+        report.upserted = landed.upserted;
+        report.unchanged = landed.unchanged;
+        report.quarantined = landed.quarantined;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Outcome of re-processing one quarantine entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryOutcome {
+    Stored,
+    StillFailing(String),
+    FileReread { error: Option<String> },
+}
+
+/// Re-processes a quarantine entry with its mapping as it is now (or `mapping_override`).
+pub fn retry_quarantined(
+    store: &mut Store,
+    entry: &QuarantineEntry,
+    mapping_override: Option<&str>,
+) -> Result<RetryOutcome, IngestError> {
+    let mapping_ref = mapping_override.unwrap_or(&entry.mapping);
+    let mapping = Mapping::load(mapping_ref)?;
+    match &entry.raw {
+        Some(raw_json) => {
+            let fields: Vec<(String, String)> = serde_json::from_str(raw_json).unwrap_or_default();
+            let raw = RawRecord {
+                location: vitalhub_connectors::Location::Row(0),
+                fields,
+            };
+            match mapping.apply(&raw) {
+                Ok(record) => {
+                    store.resolve_quarantined(entry.id, &record)?;
+                    Ok(RetryOutcome::Stored)
+                }
+                Err(e) => {
+                    store.update_quarantine_reason(entry.id, Some(&e.field), &e.reason)?;
+                    Ok(RetryOutcome::StillFailing(e.to_string()))
+                }
+            }
+        }
+        None => {
+            let path = Path::new(&entry.file_path);
+            let opts = IngestOptions {
+                force: true,
+                progress: false,
+            };
+            let report = ingest_file(store, path, &mapping, mapping_ref, &opts)?;
+            if report.error.is_none() {
+                store.close_quarantined(entry.id)?;
+            }
+            Ok(RetryOutcome::FileReread {
+                error: report.error,
+            })
+        }
+    }
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+fn progress_bar(show: bool, bytes: u64, path: &Path) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(bytes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    bar
+}
