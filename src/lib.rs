@@ -10,3 +10,7 @@ pub mod mapping;
 pub mod model;
 pub mod reconcile;
 pub mod store;
+pub mod simulate;
+pub mod report;
+pub mod evaluate;
+pub mod cli;

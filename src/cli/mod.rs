@@ -1,0 +1,333 @@
+//! The `vitalhub` command line.
+
+mod demo;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::ingest::{ingest_dir, retry_quarantined, IngestOptions, RetryOutcome};
+use crate::model::{DiscrepancyKind, Period};
+use crate::report::{Entry, Format};
+use crate::store::Store;
+
+#[derive(Parser)]
+#[command(name = "vitalhub", version, about = "Reconciles agency vital-records feeds against the population registry")]
+pub struct Cli {
+    /// SQLite database file [default: database.path of the config, else vitalhub.db]
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    /// Configuration file [default: the built-in config/vitalhub.toml]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest every file in DIR that a route of the config claims
+    Ingest {
+        dir: PathBuf,
+        /// Re-read files whose content was ingested before (after a mapping fix)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Find the discrepancies of a period and save them
+    Reconcile {
+        #[arg(long)]
+        period: Period,
+        /// The day the household-registration grace period counts to [default: today]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+    },
+    /// Write the open discrepancies of a period
+    Report {
+        #[arg(long)]
+        period: Period,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Output file; JSON and CSV go to stdout when absent
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Records that could not be mapped
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
+    /// Review a discrepancy: confirm, resolve, dismiss or reopen it
+    Review {
+        id: String,
+        #[arg(value_parser = ["confirmed", "resolved", "dismissed", "open"])]
+        status: String,
+        #[arg(long)]
+        note: Option<String>,
+        /// Who is acting (recorded in the history)
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
+    /// Write a simulated month of the five reference feeds, with truth.jsonl
+    Simulate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 4000)]
+        families: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "2026-10")]
+        period: Period,
+        /// Add the typos real data has (mistyped ids, homophone names, 15-digit and full-width ids)
+        #[arg(long)]
+        corrupt: bool,
+    },
+    /// Precision and recall of a JSON report against a truth file
+    Evaluate {
+        #[arg(long)]
+        truth: PathBuf,
+        #[arg(long)]
+        report: PathBuf,
+    },
+    /// Simulate, ingest, reconcile and report one month on the embedded default
+    Demo {
+        /// Work folder
+        #[arg(long, default_value = "vitalhub-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 4000)]
+        families: u64,
+        #[arg(long)]
+        corrupt: bool,
+    },
+    /// List the built-in mappings, or print one
+    Mappings { name: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// Open entries (all with --all)
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// One entry with its raw fields
+    Show { id: i64 },
+    /// Re-process entries with their mapping as it is now (all open ones when no id is given)
+    Retry {
+        ids: Vec<i64>,
+        /// Use this mapping instead (a file, or builtin:NAME)
+        #[arg(long)]
+        mapping: Option<String>,
+    },
+}
+
+pub fn main() -> Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default_embedded(),
+    };
+    let db = cli.db.clone().unwrap_or_else(|| config.database.path.clone());
+    let open = || Store::open(&db).with_context(|| format!("opening database {}", db.display()));
+    match cli.command {
+        Command::Ingest { dir, force } => {
+            let mut store = open()?;
+            let opts = IngestOptions { force, progress: true };
+            let (reports, unrouted) = ingest_dir(&mut store, &config, &dir, &opts)?;
+            print_ingest(&reports);
+            for u in &unrouted {
+                println!("skipped {} (no route in {} matches its name)", u.path.display(), config.source);
+            }
+            let failed = reports.iter().filter(|r| r.error.is_some()).count();
+            if failed > 0 {
+                eprintln!("{failed} file(s) could not be read to the end; see `vitalhub quarantine list`");
+                return Ok(std::process::ExitCode::from(2));
+            }
+        }
+        Command::Reconcile { period, as_of } => {
+            let mut store = open()?;
+            let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
+            let summary = run_reconcile(&mut store, &config, period, as_of)?;
+            println!("reconciled {} as of {}", summary.period, summary.as_of);
+            for (kind, n) in &summary.by_kind {
+                println!("  {kind:<30} {n:>7}");
+            }
+            let s = &summary.saved;
+            println!(
+                "  new {}, unchanged {}, updated {}, reopened {}, no longer found {}",
+                s.new, s.unchanged, s.updated, s.reopened, s.gone
+            );
+        }
+        Command::Report { period, format, output } => {
+            let store = open()?;
+            let entries = open_entries(&store, period)?;
+            write_report(&entries, &period.to_string(), &config, format, output.as_deref())?;
+        }
+        Command::Quarantine { action } => quarantine(open()?, action)?,
+        Command::Review { id, status, note, by } => {
+            let mut store = open()?;
+            store.review_discrepancy(&id, &status, &by, note.as_deref())?;
+            println!("{id}: {status}");
+        }
+        Command::Simulate { out, families, seed, period, corrupt } => {
+            let params = crate::simulate::SimulateParams { families, seed, period, corrupt };
+            let sim = crate::simulate::simulate(&params, &out)?;
+            for f in &sim.files {
+                println!("wrote {}", f.display());
+            }
+            println!(
+                "{} registry persons, {} expected discrepancies; reconcile with --period {} --as-of {}",
+                sim.persons,
+                sim.truth,
+                sim.period,
+                sim.as_of()
+            );
+        }
+        Command::Evaluate { truth, report } => {
+            let truth = crate::evaluate::read_truth(&truth)?;
+            let text = std::fs::read_to_string(&report).with_context(|| format!("reading {}", report.display()))?;
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let scores = crate::evaluate::evaluate(&truth, &lines)?;
+            print!("{}", crate::evaluate::format_table(&scores));
+        }
+        Command::Demo { dir, families, corrupt } => demo::run(&dir, families, corrupt, cli.db.as_deref())?,
+        Command::Mappings { name } => match name {
+            None => {
+                for n in crate::mapping::builtin_names() {
+                    let m = crate::mapping::Mapping::load(&format!("builtin:{n}"))?;
+                    println!("builtin:{n:<26} {:<18} {}", m.feed.name(), m.description);
+                }
+            }
+            Some(n) => match crate::mapping::builtin(&n) {
+                Some(text) => print!("{text}"),
+                None => bail!("no built-in mapping '{n}'"),
+            },
+        },
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_reconcile(store: &mut Store, config: &Config, period: Period, as_of: chrono::NaiveDate) -> Result<crate::reconcile::RunSummary> {
+    let params = crate::reconcile::Params {
+        period,
+        as_of,
+        grace_days: config.reconcile.grace_days,
+        region_prefix: config.region.prefix().to_owned(),
+    };
+    Ok(crate::reconcile::run(store, &params)?)
+}
+
+pub(crate) fn open_entries(store: &Store, period: Period) -> Result<Vec<Entry>> {
+    Ok(store.discrepancies(&period.to_string(), Some("open"))?.iter().map(Entry::from).collect())
+}
+
+pub(crate) fn write_report(entries: &[Entry], period: &str, config: &Config, format: Format, output: Option<&Path>) -> Result<()> {
+    let region = if config.region.name.is_empty() { config.region.code.clone() } else { config.region.name.clone() };
+    match (format, output) {
+        (Format::Xlsx, Some(path)) => crate::report::write_xlsx(entries, period, path)?,
+        (Format::Xlsx, None) => bail!("--format xlsx needs --output FILE"),
+        (Format::Html, out) => {
+            let page = crate::report::write_html(entries, period, &region)?;
+            match out {
+                Some(path) => std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{page}"),
+            }
+        }
+        (f, out) => {
+            let mut sink: Box<dyn Write> = match out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            if f == Format::Json {
+                crate::report::write_json(entries, &mut sink)?;
+            } else {
+                crate::report::write_csv(entries, &mut sink)?;
+            }
+            sink.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn print_ingest(reports: &[crate::ingest::FileReport]) {
+    println!("{:<40} {:<18} {:>8} {:>8} {:>9} {:>11}", "file", "feed", "read", "upserted", "unchanged", "quarantined");
+    for r in reports {
+        let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let note = if r.already_landed { "  (already ingested)" } else { "" };
+        println!("{name:<40} {:<18} {:>8} {:>8} {:>9} {:>11}{note}", r.feed, r.read, r.upserted, r.unchanged, r.quarantined);
+        if let Some(e) = &r.error {
+            println!("  error: {e}");
+        }
+    }
+}
+
+fn quarantine(mut store: Store, action: QuarantineAction) -> Result<()> {
+    match action {
+        QuarantineAction::List { all } => {
+            let entries = store.quarantine_entries(all)?;
+            println!("{:>6} {:<8} {:<40} {:<12} {:<16} reason", "id", "status", "file", "where", "field");
+            for e in &entries {
+                let file = Path::new(&e.file_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let status = serde_json::to_value(e.status)?.as_str().unwrap_or_default().to_owned();
+                println!("{:>6} {status:<8} {file:<40} {:<12} {:<16} {}", e.id, e.location, e.field.as_deref().unwrap_or("-"), e.reason);
+            }
+            println!("{} entr{}", entries.len(), if entries.len() == 1 { "y" } else { "ies" });
+        }
+        QuarantineAction::Show { id } => {
+            let e = store.quarantine_entry(id)?;
+            println!("{}", serde_json::to_string_pretty(&e)?);
+        }
+        QuarantineAction::Retry { ids, mapping } => {
+            let entries = if ids.is_empty() {
+                store.quarantine_entries(false)?
+            } else {
+                ids.iter().map(|&id| store.quarantine_entry(id)).collect::<Result<_, _>>()?
+            };
+            let (mut stored, mut failing) = (0, 0);
+            for e in &entries {
+                match retry_quarantined(&mut store, e, mapping.as_deref())? {
+                    RetryOutcome::Stored => stored += 1,
+                    RetryOutcome::StillFailing(why) => {
+                        failing += 1;
+                        println!("{:>6} still fails: {why}", e.id);
+                    }
+                    RetryOutcome::FileReread { error: None } => stored += 1,
+                    RetryOutcome::FileReread { error: Some(why) } => {
+                        failing += 1;
+                        println!("{:>6} file still unreadable: {why}", e.id);
+                    }
+                }
+            }
+            println!("{stored} re-processed, {failing} still failing");
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VITALHUB_LOG").unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Kinds in report order, with counts, for summaries.
+pub(crate) fn count_by_kind(entries: &[Entry]) -> Vec<(DiscrepancyKind, usize)> {
+    DiscrepancyKind::ALL.iter().map(|k| (*k, entries.iter().filter(|e| e.kind == *k).count())).collect()
+}

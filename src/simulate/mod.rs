@@ -1,0 +1,74 @@
+//! The simulator: a registry and one month of the five reference feeds for the Hebi
+//! districts, with every discrepancy kind injected and the expected discrepancies written to
+//! `truth.jsonl`. Same seed, same files, byte for byte.
+//!
+//! The truth assumes reconciliation with `--as-of` 20 days after the period's last day
+//! ([`Simulation::as_of`]): every injected unregistered child is then past its 30-day grace
+//! period, and every birth still waiting for registration is within it.
+
+mod names;
+mod world;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, NaiveDate};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::model::Period;
+
+pub use world::Truth;
+
+#[derive(Debug, Clone)]
+pub struct SimulateParams {
+    pub families: u64,
+    pub seed: u64,
+    pub period: Period,
+    pub corrupt: bool,
+}
+
+/// What was written where.
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    pub files: Vec<PathBuf>,
+    pub persons: usize,
+    pub truth: usize,
+    pub period: Period,
+}
+
+impl Simulation {
+    /// The `--as-of` date the truth is valid for.
+    pub fn as_of(&self) -> NaiveDate {
+        as_of_for(self.period)
+    }
+}
+
+pub fn as_of_for(period: Period) -> NaiveDate {
+    period.last_day() + Duration::days(20)
+}
+
+pub fn simulate(params: &SimulateParams, out: &Path) -> anyhow::Result<Simulation> {
+    std::fs::create_dir_all(out)?;
+    let mut generator = world::Generator::new(ChaCha8Rng::seed_from_u64(params.seed), params.period, params.corrupt);
+    for _ in 0..params.families {
+        generator.family();
+    }
+    let world = generator.world;
+    let p = params.period;
+    let files = vec![
+        out.join("registry.csv"),
+        out.join(format!("births-{}.xml", p.compact())),
+        out.join(format!("hukou-{}.xlsx", p.compact())),
+        out.join(format!("marriages-{}.xml", p.compact())),
+        out.join(format!("migrants-{}.json", p.compact())),
+        out.join("truth.jsonl"),
+    ];
+    write::registry_csv(&world, &files[0])?;
+    write::births_xml(&world, p, &files[1])?;
+    write::hukou_xlsx(&world, p, &files[2])?;
+    write::marriages_xml(&world, p, &files[3])?;
+    write::migrants_json(&world, p, params.seed, &files[4])?;
+    write::truth_jsonl(&world, &files[5])?;
+    Ok(Simulation { files, persons: world.registry.len(), truth: world.truth.len(), period: p })
+}
