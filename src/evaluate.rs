@@ -40,24 +40,44 @@ pub struct KindScore {
 
 impl KindScore {
     pub fn precision(&self) -> f64 {
-        if self.reported == 0 { 1.0 } else { self.true_positives as f64 / self.reported as f64 }
+        if self.reported == 0 {
+            1.0
+        } else {
+            self.true_positives as f64 / self.reported as f64
+        }
     }
     pub fn recall(&self) -> f64 {
-        if self.expected == 0 { 1.0 } else { self.found as f64 / self.expected as f64 }
+        if self.expected == 0 {
+            1.0
+        } else {
+            self.found as f64 / self.expected as f64
+        }
     }
 }
 
 /// Scores per kind, plus `overall`.
-pub fn evaluate(truth: &[TruthLine], report: &[String]) -> anyhow::Result<BTreeMap<String, KindScore>> {
+pub fn evaluate(
+    truth: &[TruthLine],
+    report: &[String],
+) -> anyhow::Result<BTreeMap<String, KindScore>> {
     let truth_set: BTreeSet<&TruthLine> = truth.iter().collect();
     let mut scores: BTreeMap<String, KindScore> = BTreeMap::new();
     for t in &truth_set {
         scores.entry(t.kind.clone()).or_default().expected += 1;
     }
     let mut found: BTreeSet<&TruthLine> = BTreeSet::new();
-    for (n, line) in report.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let entry: ReportLine = serde_json::from_str(line).with_context(|| format!("report line {}", n + 1))?;
-        let mut refs: Vec<(String, String)> = entry.sources.iter().map(|r| (r.feed.clone(), r.key.clone())).collect();
+    for (n, line) in report
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let entry: ReportLine =
+            serde_json::from_str(line).with_context(|| format!("report line {}", n + 1))?;
+        let mut refs: Vec<(String, String)> = entry
+            .sources
+            .iter()
+            .map(|r| (r.feed.clone(), r.key.clone()))
+            .collect();
         if let Some(k) = &entry.registry_key {
             refs.push(("registry".into(), k.clone()));
             if entry.kind == "duplicate_registry_record" {
@@ -71,7 +91,9 @@ pub fn evaluate(truth: &[TruthLine], report: &[String]) -> anyhow::Result<BTreeM
         let matches: Vec<&TruthLine> = truth_set
             .iter()
             .copied()
-            .filter(|t| t.kind == entry.kind && refs.iter().any(|(f, k)| *f == t.feed && *k == t.key))
+            .filter(|t| {
+                t.kind == entry.kind && refs.iter().any(|(f, k)| *f == t.feed && *k == t.key)
+            })
             .collect();
         let s = scores.entry(entry.kind.clone()).or_default();
         s.reported += 1;
@@ -95,18 +117,35 @@ pub fn evaluate(truth: &[TruthLine], report: &[String]) -> anyhow::Result<BTreeM
 }
 
 pub fn read_truth(path: &Path) -> anyhow::Result<Vec<TruthLine>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
         .collect()
 }
 
 pub fn format_table(scores: &BTreeMap<String, KindScore>) -> String {
-    let mut out = format!("{:<30} {:>8} {:>8} {:>9} {:>7}\n", "kind", "expected", "reported", "precision", "recall");
-    for (kind, s) in scores.iter().filter(|(k, _)| *k != "overall").chain(scores.get_key_value("overall")) {
-        out += &format!("{:<30} {:>8} {:>8} {:>9.3} {:>7.3}\n", kind, s.expected, s.reported, s.precision(), s.recall());
+    let mut out = format!(
+        "{:<30} {:>8} {:>8} {:>9} {:>7}\n",
+        "kind", "expected", "reported", "precision", "recall"
+    );
+    for (kind, s) in scores
+        .iter()
+        .filter(|(k, _)| *k != "overall")
+        .chain(scores.get_key_value("overall"))
+    {
+        out += &format!(
+            "{:<30} {:>8} {:>8} {:>9.3} {:>7.3}\n",
+            kind,
+            s.expected,
+            s.reported,
+            s.precision(),
+            s.recall()
+        );
     }
     out
 }

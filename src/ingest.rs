@@ -117,10 +117,10 @@ pub fn ingest_file(
         elapsed: Duration::ZERO,
     };
     if !opts.force {
-        if let Some(landed) = store.landed_file_by_sha(&sha)? {
+        if let Some(landed) = store.landed_file_by_sha(&sha, mapping.feed.name())? {
             report.already_landed = true;
             report.read = landed.records_read;
-            report.unchanged = landed.records_read - landed.quarantined;
+            report.unchanged = landed.upserted + landed.unchanged;
             report.quarantined = landed.quarantined;
             report.elapsed = started.elapsed();
             return Ok(report);
@@ -135,7 +135,7 @@ pub fn ingest_file(
         Err(message) => Err(message),
         Ok(spec) => read_file(path, &spec, &mut |raw: RawRecord, consumed| {
             read += 1;
-            if read % 1024 == 0 {
+            if read.is_multiple_of(1024) {
                 bar.set_position(consumed);
             }
             if failure.is_some() {

@@ -3,14 +3,14 @@
 //! Data flows one way through the modules: `connectors` (crate) -> [`mapping`] ->
 //! [`store`] -> [`linkage`] -> [`reconcile`] -> [`report`].
 
+pub mod cli;
 pub mod config;
+pub mod evaluate;
 pub mod ingest;
 pub mod linkage;
 pub mod mapping;
 pub mod model;
 pub mod reconcile;
-pub mod store;
-pub mod simulate;
 pub mod report;
-pub mod evaluate;
-pub mod cli;
+pub mod simulate;
+pub mod store;

@@ -17,8 +17,18 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
     let started = Instant::now();
     let period = Period::containing(chrono::Local::now().date_naive()).previous();
     let feeds = dir.join("feeds");
-    let sim = simulate(&SimulateParams { families, seed: 1, period, corrupt }, &feeds)?;
-    let db_path = db.map(Path::to_path_buf).unwrap_or_else(|| dir.join("vitalhub.db"));
+    let sim = simulate(
+        &SimulateParams {
+            families,
+            seed: 1,
+            period,
+            corrupt,
+        },
+        &feeds,
+    )?;
+    let db_path = db
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("vitalhub.db"));
     // A demo starts from an empty database so that its numbers are the month's own.
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
@@ -26,7 +36,15 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
     let mut store = Store::open(&db_path)?;
     let config = Config::default_embedded();
     let t_ingest = Instant::now();
-    let (files, _) = ingest_dir(&mut store, &config, &feeds, &IngestOptions { force: false, progress: true })?;
+    let (files, _) = ingest_dir(
+        &mut store,
+        &config,
+        &feeds,
+        &IngestOptions {
+            force: false,
+            progress: true,
+        },
+    )?;
     let ingest_time = t_ingest.elapsed();
     let t_reconcile = Instant::now();
     let summary = run_reconcile(&mut store, &config, period, sim.as_of())?;
@@ -35,16 +53,49 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
     let html = dir.join("report.html");
     let xlsx = dir.join("report.xlsx");
     let json = dir.join("report.jsonl");
-    write_report(&entries, &summary.period, &config, Format::Html, Some(&html))?;
-    write_report(&entries, &summary.period, &config, Format::Xlsx, Some(&xlsx))?;
-    write_report(&entries, &summary.period, &config, Format::Json, Some(&json))?;
+    write_report(
+        &entries,
+        &summary.period,
+        &config,
+        Format::Html,
+        Some(&html),
+    )?;
+    write_report(
+        &entries,
+        &summary.period,
+        &config,
+        Format::Xlsx,
+        Some(&xlsx),
+    )?;
+    write_report(
+        &entries,
+        &summary.period,
+        &config,
+        Format::Json,
+        Some(&json),
+    )?;
 
-    println!("vitalhub demo: {} for the Hebi districts ({} families, as of {})", period, families, sim.as_of());
+    println!(
+        "vitalhub demo: {} for the Hebi districts ({} families, as of {})",
+        period,
+        families,
+        sim.as_of()
+    );
     println!();
-    println!("{:<22} {:<40} {:>8} {:>11}", "feed", "file", "records", "quarantined");
+    println!(
+        "{:<22} {:<40} {:>8} {:>11}",
+        "feed", "file", "records", "quarantined"
+    );
     for f in &files {
-        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        println!("{:<22} {:<40} {:>8} {:>11}", f.feed, name, f.read, f.quarantined);
+        let name = f
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!(
+            "{:<22} {:<40} {:>8} {:>11}",
+            f.feed, name, f.read, f.quarantined
+        );
     }
     println!();
     println!("{:<30} {:<22} {:>6}", "discrepancy", "", "count");
@@ -53,11 +104,18 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
     }
     println!("{:<30} {:<22} {:>6}", "total", "", entries.len());
     let truth = crate::evaluate::read_truth(&dir.join("feeds/truth.jsonl"))?;
-    let lines: Vec<String> = std::fs::read_to_string(&json)?.lines().map(str::to_owned).collect();
+    let lines: Vec<String> = std::fs::read_to_string(&json)?
+        .lines()
+        .map(str::to_owned)
+        .collect();
     let scores = crate::evaluate::evaluate(&truth, &lines)?;
     if let Some(o) = scores.get("overall") {
         println!();
-        println!("against the simulator's truth: precision {:.3}, recall {:.3}", o.precision(), o.recall());
+        println!(
+            "against the simulator's truth: precision {:.3}, recall {:.3}",
+            o.precision(),
+            o.recall()
+        );
     }
     println!();
     println!(
@@ -66,7 +124,12 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
         reconcile_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    println!("reports: {}  {}  {}", html.display(), xlsx.display(), json.display());
+    println!(
+        "reports: {}  {}  {}",
+        html.display(),
+        xlsx.display(),
+        json.display()
+    );
     println!("database: {}", db_path.display());
     Ok(())
 }

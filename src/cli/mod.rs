@@ -15,7 +15,11 @@ use crate::report::{Entry, Format};
 use crate::store::Store;
 
 #[derive(Parser)]
-#[command(name = "vitalhub", version, about = "Reconciles agency vital-records feeds against the population registry")]
+#[command(
+    name = "vitalhub",
+    version,
+    about = "Reconciles agency vital-records feeds against the population registry"
+)]
 pub struct Cli {
     /// SQLite database file [default: database.path of the config, else vitalhub.db]
     #[arg(long, global = true)]
@@ -139,20 +143,32 @@ pub fn main() -> Result<std::process::ExitCode> {
         Some(path) => Config::load(path)?,
         None => Config::default_embedded(),
     };
-    let db = cli.db.clone().unwrap_or_else(|| config.database.path.clone());
+    let db = cli
+        .db
+        .clone()
+        .unwrap_or_else(|| config.database.path.clone());
     let open = || Store::open(&db).with_context(|| format!("opening database {}", db.display()));
     match cli.command {
         Command::Ingest { dir, force } => {
             let mut store = open()?;
-            let opts = IngestOptions { force, progress: true };
+            let opts = IngestOptions {
+                force,
+                progress: true,
+            };
             let (reports, unrouted) = ingest_dir(&mut store, &config, &dir, &opts)?;
             print_ingest(&reports);
             for u in &unrouted {
-                println!("skipped {} (no route in {} matches its name)", u.path.display(), config.source);
+                println!(
+                    "skipped {} (no route in {} matches its name)",
+                    u.path.display(),
+                    config.source
+                );
             }
             let failed = reports.iter().filter(|r| r.error.is_some()).count();
             if failed > 0 {
-                eprintln!("{failed} file(s) could not be read to the end; see `vitalhub quarantine list`");
+                eprintln!(
+                    "{failed} file(s) could not be read to the end; see `vitalhub quarantine list`"
+                );
                 return Ok(std::process::ExitCode::from(2));
             }
         }
@@ -170,19 +186,45 @@ pub fn main() -> Result<std::process::ExitCode> {
                 s.new, s.unchanged, s.updated, s.reopened, s.gone
             );
         }
-        Command::Report { period, format, output } => {
+        Command::Report {
+            period,
+            format,
+            output,
+        } => {
             let store = open()?;
             let entries = open_entries(&store, period)?;
-            write_report(&entries, &period.to_string(), &config, format, output.as_deref())?;
+            write_report(
+                &entries,
+                &period.to_string(),
+                &config,
+                format,
+                output.as_deref(),
+            )?;
         }
         Command::Quarantine { action } => quarantine(open()?, action)?,
-        Command::Review { id, status, note, by } => {
+        Command::Review {
+            id,
+            status,
+            note,
+            by,
+        } => {
             let mut store = open()?;
             store.review_discrepancy(&id, &status, &by, note.as_deref())?;
             println!("{id}: {status}");
         }
-        Command::Simulate { out, families, seed, period, corrupt } => {
-            let params = crate::simulate::SimulateParams { families, seed, period, corrupt };
+        Command::Simulate {
+            out,
+            families,
+            seed,
+            period,
+            corrupt,
+        } => {
+            let params = crate::simulate::SimulateParams {
+                families,
+                seed,
+                period,
+                corrupt,
+            };
             let sim = crate::simulate::simulate(&params, &out)?;
             for f in &sim.files {
                 println!("wrote {}", f.display());
@@ -197,12 +239,17 @@ pub fn main() -> Result<std::process::ExitCode> {
         }
         Command::Evaluate { truth, report } => {
             let truth = crate::evaluate::read_truth(&truth)?;
-            let text = std::fs::read_to_string(&report).with_context(|| format!("reading {}", report.display()))?;
+            let text = std::fs::read_to_string(&report)
+                .with_context(|| format!("reading {}", report.display()))?;
             let lines: Vec<String> = text.lines().map(str::to_owned).collect();
             let scores = crate::evaluate::evaluate(&truth, &lines)?;
             print!("{}", crate::evaluate::format_table(&scores));
         }
-        Command::Demo { dir, families, corrupt } => demo::run(&dir, families, corrupt, cli.db.as_deref())?,
+        Command::Demo {
+            dir,
+            families,
+            corrupt,
+        } => demo::run(&dir, families, corrupt, cli.db.as_deref())?,
         Command::Mappings { name } => match name {
             None => {
                 for n in crate::mapping::builtin_names() {
@@ -219,7 +266,12 @@ pub fn main() -> Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-pub(crate) fn run_reconcile(store: &mut Store, config: &Config, period: Period, as_of: chrono::NaiveDate) -> Result<crate::reconcile::RunSummary> {
+pub(crate) fn run_reconcile(
+    store: &mut Store,
+    config: &Config,
+    period: Period,
+    as_of: chrono::NaiveDate,
+) -> Result<crate::reconcile::RunSummary> {
     let params = crate::reconcile::Params {
         period,
         as_of,
@@ -230,25 +282,41 @@ pub(crate) fn run_reconcile(store: &mut Store, config: &Config, period: Period, 
 }
 
 pub(crate) fn open_entries(store: &Store, period: Period) -> Result<Vec<Entry>> {
-    Ok(store.discrepancies(&period.to_string(), Some("open"))?.iter().map(Entry::from).collect())
+    Ok(store
+        .discrepancies(&period.to_string(), Some("open"))?
+        .iter()
+        .map(Entry::from)
+        .collect())
 }
 
-pub(crate) fn write_report(entries: &[Entry], period: &str, config: &Config, format: Format, output: Option<&Path>) -> Result<()> {
-    let region = if config.region.name.is_empty() { config.region.code.clone() } else { config.region.name.clone() };
+pub(crate) fn write_report(
+    entries: &[Entry],
+    period: &str,
+    config: &Config,
+    format: Format,
+    output: Option<&Path>,
+) -> Result<()> {
+    let region = if config.region.name.is_empty() {
+        config.region.code.clone()
+    } else {
+        config.region.name.clone()
+    };
     match (format, output) {
         (Format::Xlsx, Some(path)) => crate::report::write_xlsx(entries, period, path)?,
         (Format::Xlsx, None) => bail!("--format xlsx needs --output FILE"),
         (Format::Html, out) => {
             let page = crate::report::write_html(entries, period, &region)?;
             match out {
-                Some(path) => std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?,
+                Some(path) => std::fs::write(path, page)
+                    .with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{page}"),
             }
         }
         (f, out) => {
             let mut sink: Box<dyn Write> = match out {
                 Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
                 )),
                 None => Box::new(std::io::stdout().lock()),
             };
@@ -264,11 +332,25 @@ pub(crate) fn write_report(entries: &[Entry], period: &str, config: &Config, for
 }
 
 fn print_ingest(reports: &[crate::ingest::FileReport]) {
-    println!("{:<40} {:<18} {:>8} {:>8} {:>9} {:>11}", "file", "feed", "read", "upserted", "unchanged", "quarantined");
+    println!(
+        "{:<40} {:<18} {:>8} {:>8} {:>9} {:>11}",
+        "file", "feed", "read", "upserted", "unchanged", "quarantined"
+    );
     for r in reports {
-        let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let note = if r.already_landed { "  (already ingested)" } else { "" };
-        println!("{name:<40} {:<18} {:>8} {:>8} {:>9} {:>11}{note}", r.feed, r.read, r.upserted, r.unchanged, r.quarantined);
+        let name = r
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let note = if r.already_landed {
+            "  (already ingested)"
+        } else {
+            ""
+        };
+        println!(
+            "{name:<40} {:<18} {:>8} {:>8} {:>9} {:>11}{note}",
+            r.feed, r.read, r.upserted, r.unchanged, r.quarantined
+        );
         if let Some(e) = &r.error {
             println!("  error: {e}");
         }
@@ -279,13 +361,32 @@ fn quarantine(mut store: Store, action: QuarantineAction) -> Result<()> {
     match action {
         QuarantineAction::List { all } => {
             let entries = store.quarantine_entries(all)?;
-            println!("{:>6} {:<8} {:<40} {:<12} {:<16} reason", "id", "status", "file", "where", "field");
+            println!(
+                "{:>6} {:<8} {:<40} {:<12} {:<16} reason",
+                "id", "status", "file", "where", "field"
+            );
             for e in &entries {
-                let file = Path::new(&e.file_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let status = serde_json::to_value(e.status)?.as_str().unwrap_or_default().to_owned();
-                println!("{:>6} {status:<8} {file:<40} {:<12} {:<16} {}", e.id, e.location, e.field.as_deref().unwrap_or("-"), e.reason);
+                let file = Path::new(&e.file_path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let status = serde_json::to_value(e.status)?
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                println!(
+                    "{:>6} {status:<8} {file:<40} {:<12} {:<16} {}",
+                    e.id,
+                    e.location,
+                    e.field.as_deref().unwrap_or("-"),
+                    e.reason
+                );
             }
-            println!("{} entr{}", entries.len(), if entries.len() == 1 { "y" } else { "ies" });
+            println!(
+                "{} entr{}",
+                entries.len(),
+                if entries.len() == 1 { "y" } else { "ies" }
+            );
         }
         QuarantineAction::Show { id } => {
             let e = store.quarantine_entry(id)?;
@@ -295,7 +396,9 @@ fn quarantine(mut store: Store, action: QuarantineAction) -> Result<()> {
             let entries = if ids.is_empty() {
                 store.quarantine_entries(false)?
             } else {
-                ids.iter().map(|&id| store.quarantine_entry(id)).collect::<Result<_, _>>()?
+                ids.iter()
+                    .map(|&id| store.quarantine_entry(id))
+                    .collect::<Result<_, _>>()?
             };
             let (mut stored, mut failing) = (0, 0);
             for e in &entries {
@@ -319,8 +422,11 @@ fn quarantine(mut store: Store, action: QuarantineAction) -> Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VITALHUB_LOG").unwrap_or_else(|_| "warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VITALHUB_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -329,5 +435,8 @@ fn init_logging(format: LogFormat) {
 
 /// Kinds in report order, with counts, for summaries.
 pub(crate) fn count_by_kind(entries: &[Entry]) -> Vec<(DiscrepancyKind, usize)> {
-    DiscrepancyKind::ALL.iter().map(|k| (*k, entries.iter().filter(|e| e.kind == *k).count())).collect()
+    DiscrepancyKind::ALL
+        .iter()
+        .map(|k| (*k, entries.iter().filter(|e| e.kind == *k).count()))
+        .collect()
 }

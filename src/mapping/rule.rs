@@ -159,11 +159,7 @@ pub fn apply(t: Transform, value: &str) -> String {
             })
             .collect(),
         Transform::IdNumber => IdNumber::parse(value).map(String::from).unwrap_or_default(),
-        Transform::DatePart => value
-            .split(|c: char| c == ' ' || c == 'T')
-            .next()
-            .unwrap_or(value)
-            .to_owned(),
+        Transform::DatePart => value.split([' ', 'T']).next().unwrap_or(value).to_owned(),
     }
 }
 

@@ -56,21 +56,43 @@ impl From<&StoredDiscrepancy> for Entry {
 impl Entry {
     /// `feed:key;…`, as the CSV and the spreadsheet show sources.
     pub fn sources_text(&self) -> String {
-        self.sources.iter().map(|s| format!("{}:{}", s.feed, s.key)).collect::<Vec<_>>().join(";")
+        self.sources
+            .iter()
+            .map(|s| format!("{}:{}", s.feed, s.key))
+            .collect::<Vec<_>>()
+            .join(";")
     }
 
     /// `field=registry->source;…`, empty sides left blank.
     pub fn fields_text(&self) -> String {
         self.fields
             .iter()
-            .map(|f| format!("{}={}->{}", f.field, f.registry.as_deref().unwrap_or(""), f.source.as_deref().unwrap_or("")))
+            .map(|f| {
+                format!(
+                    "{}={}->{}",
+                    f.field,
+                    f.registry.as_deref().unwrap_or(""),
+                    f.source.as_deref().unwrap_or("")
+                )
+            })
             .collect::<Vec<_>>()
             .join(";")
     }
 }
 
-pub const CSV_COLUMNS: [&str; 11] =
-    ["id", "kind", "period", "division", "severity", "status", "score", "sources", "registry_key", "fields", "explanation"];
+pub const CSV_COLUMNS: [&str; 11] = [
+    "id",
+    "kind",
+    "period",
+    "division",
+    "severity",
+    "status",
+    "score",
+    "sources",
+    "registry_key",
+    "fields",
+    "explanation",
+];
 
 pub fn write_json(entries: &[Entry], out: &mut dyn Write) -> anyhow::Result<()> {
     for e in entries {

@@ -5,8 +5,19 @@ use rust_xlsxwriter::{Format, Workbook};
 use super::Entry;
 use crate::model::DiscrepancyKind;
 
-const HEADERS: [&str; 11] =
-    ["编号", "类型", "期间", "行政区划", "严重程度", "状态", "匹配分数", "来源记录", "人口库记录", "差异字段", "说明"];
+const HEADERS: [&str; 11] = [
+    "编号",
+    "类型",
+    "期间",
+    "行政区划",
+    "严重程度",
+    "状态",
+    "匹配分数",
+    "来源记录",
+    "人口库记录",
+    "差异字段",
+    "说明",
+];
 
 /// A summary sheet, then one sheet per kind with Chinese headers (empty kinds keep their sheet,
 /// so a clerk sees a zero rather than a missing tab).
@@ -23,7 +34,11 @@ pub fn write_xlsx(entries: &[Entry], period: &str, path: &Path) -> anyhow::Resul
         let r = i as u32 + 2;
         summary.write_string(r, 0, kind.label_zh())?;
         summary.write_string(r, 1, kind.name())?;
-        summary.write_number(r, 2, entries.iter().filter(|e| e.kind == *kind).count() as f64)?;
+        summary.write_number(
+            r,
+            2,
+            entries.iter().filter(|e| e.kind == *kind).count() as f64,
+        )?;
     }
     summary.set_column_width(0, 22)?;
     summary.set_column_width(1, 28)?;

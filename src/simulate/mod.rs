@@ -50,7 +50,11 @@ pub fn as_of_for(period: Period) -> NaiveDate {
 
 pub fn simulate(params: &SimulateParams, out: &Path) -> anyhow::Result<Simulation> {
     std::fs::create_dir_all(out)?;
-    let mut generator = world::Generator::new(ChaCha8Rng::seed_from_u64(params.seed), params.period, params.corrupt);
+    let mut generator = world::Generator::new(
+        ChaCha8Rng::seed_from_u64(params.seed),
+        params.period,
+        params.corrupt,
+    );
     for _ in 0..params.families {
         generator.family();
     }
@@ -70,5 +74,10 @@ pub fn simulate(params: &SimulateParams, out: &Path) -> anyhow::Result<Simulatio
     write::marriages_xml(&world, p, &files[3])?;
     write::migrants_json(&world, p, params.seed, &files[4])?;
     write::truth_jsonl(&world, &files[5])?;
-    Ok(Simulation { files, persons: world.registry.len(), truth: world.truth.len(), period: p })
+    Ok(Simulation {
+        files,
+        persons: world.registry.len(),
+        truth: world.truth.len(),
+        period: p,
+    })
 }

@@ -9,11 +9,12 @@ use rand_chacha::ChaCha8Rng;
 
 /// Common surnames, including those whose surname reading differs from the common one.
 pub const SURNAMES: &[&str] = &[
-    "王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "胡", "朱", "高", "林", "何", "郭",
-    "马", "罗", "梁", "宋", "郑", "谢", "韩", "唐", "冯", "于", "董", "萧", "程", "曹", "袁", "邓", "许", "傅",
-    "沈", "曾", "彭", "吕", "苏", "卢", "蒋", "蔡", "贾", "丁", "魏", "薛", "叶", "阎", "余", "潘", "杜", "戴",
-    "夏", "钟", "汪", "田", "任", "姜", "范", "方", "石", "姚", "谭", "廖", "邹", "熊", "金", "陆", "郝", "孔",
-    "白", "崔", "康", "毛", "邱", "秦", "江", "史", "顾", "侯", "邵", "孟", "龙", "万", "段", "单", "仇", "区", "解",
+    "王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "胡", "朱", "高", "林",
+    "何", "郭", "马", "罗", "梁", "宋", "郑", "谢", "韩", "唐", "冯", "于", "董", "萧", "程", "曹",
+    "袁", "邓", "许", "傅", "沈", "曾", "彭", "吕", "苏", "卢", "蒋", "蔡", "贾", "丁", "魏", "薛",
+    "叶", "阎", "余", "潘", "杜", "戴", "夏", "钟", "汪", "田", "任", "姜", "范", "方", "石", "姚",
+    "谭", "廖", "邹", "熊", "金", "陆", "郝", "孔", "白", "崔", "康", "毛", "邱", "秦", "江", "史",
+    "顾", "侯", "邵", "孟", "龙", "万", "段", "单", "仇", "区", "解",
 ];
 
 /// Given-name characters, chosen so that most have a homophone in the same list.
@@ -54,7 +55,9 @@ impl Names {
     /// The same name with one given-name character replaced by a homophone, if it has one.
     pub fn homophone_typo(&self, rng: &mut ChaCha8Rng, name: &str) -> Option<String> {
         let chars: Vec<char> = name.chars().collect();
-        let positions: Vec<usize> = (1..chars.len()).filter(|&i| self.homophones.contains_key(&chars[i])).collect();
+        let positions: Vec<usize> = (1..chars.len())
+            .filter(|&i| self.homophones.contains_key(&chars[i]))
+            .collect();
         let &pos = positions.choose(rng)?;
         let alt = *self.homophones[&chars[pos]].choose(rng)?;
         let mut out = chars;
@@ -68,7 +71,12 @@ impl Names {
         let last = chars.len() - 1;
         loop {
             let c = *self.given.choose(rng).expect("non-empty");
-            if c != chars[last] && self.homophones.get(&chars[last]).is_none_or(|h| !h.contains(&c)) {
+            if c != chars[last]
+                && self
+                    .homophones
+                    .get(&chars[last])
+                    .is_none_or(|h| !h.contains(&c))
+            {
                 chars[last] = c;
                 return chars.into_iter().collect();
             }
@@ -87,7 +95,11 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let typo = names.homophone_typo(&mut rng, "王梓涵").unwrap();
         assert_ne!(typo, "王梓涵");
-        let sound = |s: &str| s.chars().map(|c| c.to_pinyin().map(|p| p.plain()).unwrap_or("?")).collect::<Vec<_>>();
+        let sound = |s: &str| {
+            s.chars()
+                .map(|c| c.to_pinyin().map(|p| p.plain()).unwrap_or("?"))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(sound(&typo), sound("王梓涵"));
     }
 }

@@ -153,7 +153,10 @@ impl Generator {
 
     fn day_in_period(&mut self, from: u32, to: u32) -> NaiveDate {
         let d = self.rng.random_range(from..=to);
-        self.period.first_day().with_day(d).expect("day within month")
+        self.period
+            .first_day()
+            .with_day(d)
+            .expect("day within month")
     }
 
     fn last_day(&self) -> u32 {
@@ -186,18 +189,33 @@ impl Generator {
 
     fn reg_no(&mut self, office: &str, prefix: char) -> String {
         self.next_reg += 1;
-        format!("{prefix}{office}-{}-{:06}", self.period.first_day().year(), self.next_reg)
+        format!(
+            "{prefix}{office}-{}-{:06}",
+            self.period.first_day().year(),
+            self.next_reg
+        )
     }
 
     fn truth(&mut self, kind: &'static str, feed: &'static str, key: impl Into<String>) {
-        self.world.truth.push(Truth { kind, feed, key: key.into() });
+        self.world.truth.push(Truth {
+            kind,
+            feed,
+            key: key.into(),
+        });
     }
 
     fn surname(&mut self) -> &'static str {
         SURNAMES.choose(&mut self.rng).expect("non-empty")
     }
 
-    fn make_person(&mut self, division: &str, birth: NaiveDate, sex: u8, surname: &str, with_id: bool) -> SimPerson {
+    fn make_person(
+        &mut self,
+        division: &str,
+        birth: NaiveDate,
+        sex: u8,
+        surname: &str,
+        with_id: bool,
+    ) -> SimPerson {
         let id = with_id.then(|| self.new_id(division, birth, sex));
         let name = self.names.full_name(&mut self.rng, surname);
         SimPerson {
@@ -222,9 +240,15 @@ impl Generator {
         let county = *COUNTIES.choose(&mut self.rng).expect("non-empty");
         let surname = self.surname();
         let year = self.period.first_day().year();
-        let mut husband = { let b = self.date_between(year - 50, year - 24); self.make_person(county, b, 1, surname, true) };
+        let mut husband = {
+            let b = self.date_between(year - 50, year - 24);
+            self.make_person(county, b, 1, surname, true)
+        };
         let wife_surname = self.surname();
-        let mut wife = { let b = self.date_between(year - 45, year - 22); self.make_person(county, b, 2, wife_surname, true) };
+        let mut wife = {
+            let b = self.date_between(year - 45, year - 22);
+            self.make_person(county, b, 2, wife_surname, true)
+        };
         husband.marital = "21";
         wife.marital = "21";
         husband.spouse = wife.id.clone();
@@ -232,19 +256,31 @@ impl Generator {
         let mut members = Vec::new();
         for _ in 0..self.rng.random_range(0..=2) {
             let sex = self.rng.random_range(1..=2);
-            let mut kid = { let b = self.date_between(year - 17, year - 1); self.make_person(county, b, sex, surname, true) };
+            let mut kid = {
+                let b = self.date_between(year - 17, year - 1);
+                self.make_person(county, b, sex, surname, true)
+            };
             kid.mother = wife.id.clone();
             kid.father = husband.id.clone();
             members.push(kid);
         }
         let adult = self.chance(0.3).then(|| {
             let sex = self.rng.random_range(1..=2);
-            let mut a = { let b = self.date_between(year - 30, year - 22); self.make_person(county, b, sex, surname, true) };
+            let mut a = {
+                let b = self.date_between(year - 30, year - 22);
+                self.make_person(county, b, sex, surname, true)
+            };
             a.mother = wife.id.clone();
             a.father = husband.id.clone();
             a
         });
-        let mut family = Family { county, husband, wife, members, adult };
+        let mut family = Family {
+            county,
+            husband,
+            wife,
+            members,
+            adult,
+        };
         if self.chance(0.09) {
             self.birth(&mut family);
         } else if self.chance(0.0015) {
@@ -266,7 +302,13 @@ impl Generator {
             117..123 => self.invalid_in_registry(&mut family),
             _ => {}
         }
-        let Family { husband, wife, members, adult, .. } = family;
+        let Family {
+            husband,
+            wife,
+            members,
+            adult,
+            ..
+        } = family;
         self.world.registry.push(husband);
         self.world.registry.push(wife);
         self.world.registry.extend(members);
@@ -279,9 +321,21 @@ impl Generator {
         let scenario = self.rng.random_range(0..100);
         // Born early enough to be registered this month, or late and still inside the grace period.
         let pending = scenario >= 85;
-        let birth = if scenario < 8 { self.day_in_period(1, 15) } else if pending { self.day_in_period(last - 9, last) } else { self.day_in_period(1, last - 10) };
+        let birth = if scenario < 8 {
+            self.day_in_period(1, 15)
+        } else if pending {
+            self.day_in_period(last - 9, last)
+        } else {
+            self.day_in_period(1, last - 10)
+        };
         let count = if twins { 2 } else { 1 };
-        let surname: String = f.husband.name.chars().next().map(String::from).unwrap_or_default();
+        let surname: String = f
+            .husband
+            .name
+            .chars()
+            .next()
+            .map(String::from)
+            .unwrap_or_default();
         let mut first_twin_name = String::new();
         for n in 0..count {
             let sex = self.rng.random_range(1..=2);
@@ -298,11 +352,23 @@ impl Generator {
             let mut health = HealthRow {
                 cert: cert.clone(),
                 status: "issued",
-                updated_at: format!("{}T09:{:02}:00+08:00", birth + Duration::days(1), self.rng.random_range(0..60)),
-                child_name: if self.chance(0.05) { String::new() } else { child.name.clone() },
+                updated_at: format!(
+                    "{}T09:{:02}:00+08:00",
+                    birth + Duration::days(1),
+                    self.rng.random_range(0..60)
+                ),
+                child_name: if self.chance(0.05) {
+                    String::new()
+                } else {
+                    child.name.clone()
+                },
                 sex,
                 birth,
-                time: format!("{:02}:{:02}", self.rng.random_range(0..24), self.rng.random_range(0..60)),
+                time: format!(
+                    "{:02}:{:02}",
+                    self.rng.random_range(0..24),
+                    self.rng.random_range(0..60)
+                ),
                 division: f.county.to_owned(),
                 mother_name: f.wife.name.clone(),
                 mother_id: f.wife.id.clone().expect("id"),
@@ -344,7 +410,10 @@ impl Generator {
                     match self.rng.random_range(0..3) {
                         0 => child.name = self.names.other_name(&mut self.rng, &child.name),
                         1 => child.sex = 3 - child.sex,
-                        _ => child.birth = child.birth + Duration::days(if child.birth.day() > 1 { -1 } else { 1 }),
+                        _ => {
+                            child.birth = child.birth
+                                + Duration::days(if child.birth.day() > 1 { -1 } else { 1 })
+                        }
                     }
                     health.child_name = hukou.name.clone();
                     self.truth("birth_conflict", "health.births", cert.clone());
@@ -406,7 +475,13 @@ impl Generator {
 
     /// A child in the registry that no agency ever reported.
     fn unconfirmed_registry_birth(&mut self, f: &mut Family) {
-        let surname: String = f.husband.name.chars().next().map(String::from).unwrap_or_default();
+        let surname: String = f
+            .husband
+            .name
+            .chars()
+            .next()
+            .map(String::from)
+            .unwrap_or_default();
         let birth = self.day_in_period(1, self.last_day());
         let sex = self.rng.random_range(1..=2);
         let mut ghost = self.make_person(f.county, birth, sex, &surname, false);
@@ -422,14 +497,25 @@ impl Generator {
         if health.cert.is_empty() {
             return;
         }
-        if self.chance(0.03) && !health.mother_id.is_empty() && crate::model::IdNumber::parse(&health.mother_id).is_some_and(|i| i.is_valid()) {
+        if self.chance(0.03)
+            && !health.mother_id.is_empty()
+            && crate::model::IdNumber::parse(&health.mother_id).is_some_and(|i| i.is_valid())
+        {
             health.mother_id = self.typo_id(&health.mother_id);
             self.truth("invalid_identifier", "health.births", health.cert.clone());
         }
-        if self.chance(0.03) && !health.child_name.is_empty() && health.child_name == child.name && in_registry {
+        if self.chance(0.03)
+            && !health.child_name.is_empty()
+            && health.child_name == child.name
+            && in_registry
+        {
             if let Some(t) = self.names.homophone_typo(&mut self.rng, &health.child_name) {
                 health.child_name = t;
-                let already = self.world.truth.iter().any(|t| t.kind == "birth_conflict" && t.key == health.cert);
+                let already = self
+                    .world
+                    .truth
+                    .iter()
+                    .any(|t| t.kind == "birth_conflict" && t.key == health.cert);
                 if !already {
                     self.truth("birth_conflict", "health.births", health.cert.clone());
                 }
@@ -459,21 +545,51 @@ impl Generator {
     }
 
     fn marriage(&mut self, f: &mut Family) {
-        let Some(adult) = f.adult.as_mut() else { return };
+        let Some(adult) = f.adult.as_mut() else {
+            return;
+        };
         let year = self.period.first_day().year();
         let partner_sex = 3 - adult.sex;
         let kind = self.rng.random_range(0..100);
-        let partner_div = if kind < 25 { PARTNER } else { *COUNTIES.choose(&mut self.rng).expect("non-empty") };
+        let partner_div = if kind < 25 {
+            PARTNER
+        } else {
+            *COUNTIES.choose(&mut self.rng).expect("non-empty")
+        };
         let partner_birth = self.date_between(year - 32, year - 22);
         let partner_surname = self.surname();
-        let mut partner = self.make_person(partner_div, partner_birth, partner_sex, partner_surname, true);
+        let mut partner = self.make_person(
+            partner_div,
+            partner_birth,
+            partner_sex,
+            partner_surname,
+            true,
+        );
         let recorded = self.chance(0.85);
         let reg_date = self.day_in_period(1, self.last_day());
         let reg_no = self.reg_no(f.county, 'J');
-        let adult_spouse = Spouse { name: adult.name.clone(), id: adult.id.clone().expect("id"), birth: adult.birth };
-        let partner_spouse = Spouse { name: partner.name.clone(), id: partner.id.clone().expect("id"), birth: partner.birth };
-        let (husband, wife) = if adult.sex == 1 { (adult_spouse, partner_spouse) } else { (partner_spouse, adult_spouse) };
-        let mut row = MarriageRow { kind: "结婚", reg_no: reg_no.clone(), reg_date, husband, wife };
+        let adult_spouse = Spouse {
+            name: adult.name.clone(),
+            id: adult.id.clone().expect("id"),
+            birth: adult.birth,
+        };
+        let partner_spouse = Spouse {
+            name: partner.name.clone(),
+            id: partner.id.clone().expect("id"),
+            birth: partner.birth,
+        };
+        let (husband, wife) = if adult.sex == 1 {
+            (adult_spouse, partner_spouse)
+        } else {
+            (partner_spouse, adult_spouse)
+        };
+        let mut row = MarriageRow {
+            kind: "结婚",
+            reg_no: reg_no.clone(),
+            reg_date,
+            husband,
+            wife,
+        };
         if self.corrupt && self.chance(0.1) {
             row.husband.id = to_full_width(&row.husband.id);
         }
@@ -497,7 +613,11 @@ impl Generator {
     fn divorce(&mut self, f: &mut Family) {
         let reg_date = self.day_in_period(1, self.last_day());
         let reg_no = self.reg_no(f.county, 'L');
-        let spouse = |p: &SimPerson| Spouse { name: p.name.clone(), id: p.id.clone().expect("id"), birth: p.birth };
+        let spouse = |p: &SimPerson| Spouse {
+            name: p.name.clone(),
+            id: p.id.clone().expect("id"),
+            birth: p.birth,
+        };
         self.world.marriages.push(MarriageRow {
             kind: "离婚",
             reg_no: reg_no.clone(),
@@ -537,8 +657,15 @@ impl Generator {
         }
     }
 
-    fn record_status_change(&mut self, row: HukouRow, person: &mut SimPerson, status: &'static str) {
-        let canonical = crate::model::IdNumber::parse(&row.id).map(String::from).unwrap_or_default();
+    fn record_status_change(
+        &mut self,
+        row: HukouRow,
+        person: &mut SimPerson,
+        status: &'static str,
+    ) {
+        let canonical = crate::model::IdNumber::parse(&row.id)
+            .map(String::from)
+            .unwrap_or_default();
         let key = format!("{canonical}|{}|{}", row.event, row.reg_date);
         self.world.hukou.push(row);
         if self.chance(0.75) {
@@ -610,7 +737,11 @@ impl Generator {
         if self.chance(0.7) {
             f.husband.res_div = PARTNER.to_owned();
         } else {
-            self.truth("migrant_inflow_not_recorded", "exchange.migrants", Self::migrant_key(&row));
+            self.truth(
+                "migrant_inflow_not_recorded",
+                "exchange.migrants",
+                Self::migrant_key(&row),
+            );
         }
         self.world.migrants.push(row);
     }
@@ -627,7 +758,11 @@ impl Generator {
         if self.chance(0.7) {
             self.world.registry.push(p);
         } else {
-            self.truth("migrant_inflow_not_recorded", "exchange.migrants", Self::migrant_key(&row));
+            self.truth(
+                "migrant_inflow_not_recorded",
+                "exchange.migrants",
+                Self::migrant_key(&row),
+            );
         }
         self.world.migrants.push(row);
     }
@@ -643,24 +778,45 @@ impl Generator {
         let surname = self.surname();
         let p = self.make_person(county, birth, 2, surname, true);
         let row = self.migrant_row(&p, "return", county);
-        self.truth("unknown_person", "exchange.migrants", Self::migrant_key(&row));
+        self.truth(
+            "unknown_person",
+            "exchange.migrants",
+            Self::migrant_key(&row),
+        );
         self.world.migrants.push(row);
     }
 
     fn duplicate(&mut self, f: &mut Family) {
-        let Some(kid) = f.members.iter().find(|m| m.birth < self.period.first_day()).cloned() else { return };
+        let Some(kid) = f
+            .members
+            .iter()
+            .find(|m| m.birth < self.period.first_day())
+            .cloned()
+        else {
+            return;
+        };
         let mut copy = kid.clone();
         copy.key = self.person_key();
         if self.chance(0.5) {
             copy.id = None;
         }
-        let (a, b) = if kid.key < copy.key { (&kid.key, &copy.key) } else { (&copy.key, &kid.key) };
+        let (a, b) = if kid.key < copy.key {
+            (&kid.key, &copy.key)
+        } else {
+            (&copy.key, &kid.key)
+        };
         self.truth("duplicate_registry_record", "registry", format!("{a}|{b}"));
         f.members.push(copy);
     }
 
     fn invalid_in_registry(&mut self, f: &mut Family) {
-        let Some(pos) = f.members.iter().position(|m| m.birth < self.period.first_day()) else { return };
+        let Some(pos) = f
+            .members
+            .iter()
+            .position(|m| m.birth < self.period.first_day())
+        else {
+            return;
+        };
         let id = f.members[pos].id.clone().expect("id");
         f.members[pos].id = Some(self.typo_id(&id));
         let key = f.members[pos].key.clone();
@@ -678,6 +834,12 @@ pub struct Family {
 
 fn to_full_width(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_digit() { char::from_u32(c as u32 + 0xFEE0).unwrap_or(c) } else { c })
+        .map(|c| {
+            if c.is_ascii_digit() {
+                char::from_u32(c as u32 + 0xFEE0).unwrap_or(c)
+            } else {
+                c
+            }
+        })
         .collect()
 }

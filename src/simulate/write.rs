@@ -11,8 +11,19 @@ use crate::model::Period;
 pub fn registry_csv(world: &World, path: &Path) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_path(path)?;
     w.write_record([
-        "person_key", "id_number", "name", "sex", "birth_date", "hukou_division", "residence_division",
-        "marital_status", "spouse_id_number", "mother_id_number", "father_id_number", "status", "updated_at",
+        "person_key",
+        "id_number",
+        "name",
+        "sex",
+        "birth_date",
+        "hukou_division",
+        "residence_division",
+        "marital_status",
+        "spouse_id_number",
+        "mother_id_number",
+        "father_id_number",
+        "status",
+        "updated_at",
     ])?;
     for p in &world.registry {
         let birth = p.birth.to_string();
@@ -54,7 +65,11 @@ pub fn births_xml(world: &World, period: Period, path: &Path) -> anyhow::Result<
 }
 
 fn birth_element(x: &mut String, b: &HealthRow) -> std::fmt::Result {
-    writeln!(x, "  <Birth status=\"{}\" updatedAt=\"{}\">", b.status, b.updated_at)?;
+    writeln!(
+        x,
+        "  <Birth status=\"{}\" updatedAt=\"{}\">",
+        b.status, b.updated_at
+    )?;
     writeln!(x, "    <CertNo>{}</CertNo>", b.cert)?;
     writeln!(
         x,
@@ -69,7 +84,11 @@ fn birth_element(x: &mut String, b: &HealthRow) -> std::fmt::Result {
         "    <BirthPlace division=\"{}\"><Hospital code=\"H{}0001\">鹤壁市妇幼保健院</Hospital></BirthPlace>",
         b.division, b.division
     )?;
-    writeln!(x, "    <GestationWeeks>{}</GestationWeeks><WeightG>{}</WeightG>", b.gestation, b.weight)?;
+    writeln!(
+        x,
+        "    <GestationWeeks>{}</GestationWeeks><WeightG>{}</WeightG>",
+        b.gestation, b.weight
+    )?;
     writeln!(
         x,
         "    <Mother><Name>{}</Name><IdNumber>{}</IdNumber><Division>{}</Division></Mother>",
@@ -77,7 +96,12 @@ fn birth_element(x: &mut String, b: &HealthRow) -> std::fmt::Result {
         escape(&b.mother_id),
         b.division
     )?;
-    writeln!(x, "    <Father><Name>{}</Name><IdNumber>{}</IdNumber></Father>", escape(&b.father_name), escape(&b.father_id))?;
+    writeln!(
+        x,
+        "    <Father><Name>{}</Name><IdNumber>{}</IdNumber></Father>",
+        escape(&b.father_name),
+        escape(&b.father_id)
+    )?;
     writeln!(x, "  </Birth>")
 }
 
@@ -90,16 +114,43 @@ pub fn hukou_xlsx(world: &World, period: Period, path: &Path) -> anyhow::Result<
     let sheet = book.add_worksheet();
     sheet.set_name("户籍登记")?;
     let first = period.first_day();
-    sheet.write_string(0, 0, format!("鹤壁市公安局{}年{}月户籍登记情况", chrono::Datelike::year(&first), chrono::Datelike::month(&first)))?;
+    sheet.write_string(
+        0,
+        0,
+        format!(
+            "鹤壁市公安局{}年{}月户籍登记情况",
+            chrono::Datelike::year(&first),
+            chrono::Datelike::month(&first)
+        ),
+    )?;
     let headers = [
-        "登记类别", "公民身份号码", "姓名", "性别", "民族", "出生日期", "户籍地行政区划", "户籍地址", "出生医学证明编号",
-        "父亲姓名", "父亲公民身份号码", "母亲姓名", "母亲公民身份号码", "登记日期", "登记机关",
+        "登记类别",
+        "公民身份号码",
+        "姓名",
+        "性别",
+        "民族",
+        "出生日期",
+        "户籍地行政区划",
+        "户籍地址",
+        "出生医学证明编号",
+        "父亲姓名",
+        "父亲公民身份号码",
+        "母亲姓名",
+        "母亲公民身份号码",
+        "登记日期",
+        "登记机关",
     ];
     for (c, h) in headers.iter().enumerate() {
         sheet.write_string(1, c as u16, *h)?;
     }
     let date_format = Format::new().set_num_format("yyyy-mm-dd");
-    let excel_date = |d: chrono::NaiveDate| ExcelDateTime::from_ymd(chrono::Datelike::year(&d) as u16, chrono::Datelike::month(&d) as u8, chrono::Datelike::day(&d) as u8);
+    let excel_date = |d: chrono::NaiveDate| {
+        ExcelDateTime::from_ymd(
+            chrono::Datelike::year(&d) as u16,
+            chrono::Datelike::month(&d) as u8,
+            chrono::Datelike::day(&d) as u8,
+        )
+    };
     for (i, h) in world.hukou.iter().enumerate() {
         let r = i as u32 + 2;
         sheet.write_string(r, 0, h.event)?;
@@ -129,7 +180,10 @@ pub fn hukou_xlsx(world: &World, period: Period, path: &Path) -> anyhow::Result<
 pub fn marriages_xml(world: &World, period: Period, path: &Path) -> anyhow::Result<()> {
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"GB18030\"?>\n");
-    writeln!(x, "<MarriageRegistrations office=\"410600\" month=\"{period}\">")?;
+    writeln!(
+        x,
+        "<MarriageRegistrations office=\"410600\" month=\"{period}\">"
+    )?;
     for m in &world.marriages {
         marriage_element(&mut x, m)?;
     }
@@ -141,7 +195,11 @@ pub fn marriages_xml(world: &World, period: Period, path: &Path) -> anyhow::Resu
 
 fn marriage_element(x: &mut String, m: &MarriageRow) -> std::fmt::Result {
     writeln!(x, "  <Registration kind=\"{}\">", m.kind)?;
-    writeln!(x, "    <RegNo>{}</RegNo><RegDate>{}</RegDate>", m.reg_no, m.reg_date)?;
+    writeln!(
+        x,
+        "    <RegNo>{}</RegNo><RegDate>{}</RegDate>",
+        m.reg_no, m.reg_date
+    )?;
     for (tag, p) in [("Husband", &m.husband), ("Wife", &m.wife)] {
         writeln!(
             x,

@@ -40,13 +40,13 @@ impl UpsertOutcome {
 }
 
 impl Store {
-    /// The landed file with this content hash, if that content was ingested before.
-    pub fn landed_file_by_sha(&self, sha256: &str) -> Result<Option<LandedFile>> {
+    /// The landed file with this content for this feed, if it was ingested before.
+    pub fn landed_file_by_sha(&self, sha256: &str, feed: &str) -> Result<Option<LandedFile>> {
         Ok(self
             .conn
             .query_row(
-                &format!("{SELECT_FILE} WHERE sha256 = ?1"),
-                params![sha256],
+                &format!("{SELECT_FILE} WHERE sha256 = ?1 AND feed = ?2"),
+                params![sha256, feed],
                 file_row,
             )
             .optional()?)
@@ -82,8 +82,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         let existing: Option<i64> = tx
             .query_row(
-                "SELECT id FROM landed_files WHERE sha256 = ?1",
-                params![sha256],
+                "SELECT id FROM landed_files WHERE sha256 = ?1 AND feed = ?2",
+                params![sha256, feed],
                 |r| r.get(0),
             )
             .optional()?;

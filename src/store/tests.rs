@@ -116,7 +116,10 @@ fn an_uncommitted_file_leaves_nothing_behind() {
         // dropped without finish(): as if the process died mid-file
     }
     assert!(store.records(Feed::HealthBirths).unwrap().is_empty());
-    assert!(store.landed_file_by_sha("sha-x").unwrap().is_none());
+    assert!(store
+        .landed_file_by_sha("sha-x", "health.births")
+        .unwrap()
+        .is_none());
 }
 
 fn finding(kind: DiscrepancyKind, anchor: &str, explanation: &str) -> Discrepancy {

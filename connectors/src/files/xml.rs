@@ -40,9 +40,15 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
 
     loop {
         let at = |seen: u64| (seen > 0).then_some(Location::Element(seen));
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| ReadError::new(path, at(seen), format!("malformed XML: {e}")))?;
+        // A break outside any record is in (or just before) the next record element.
+        let breaks_at = if current.is_some() { seen } else { seen + 1 };
+        let event = reader.read_event_into(&mut buf).map_err(|e| {
+            ReadError::new(
+                path,
+                Some(Location::Element(breaks_at)),
+                format!("malformed XML: {e}"),
+            )
+        })?;
         let (element, is_empty) = match &event {
             Event::Start(e) => (Some(e), false),
             Event::Empty(e) => (Some(e), true),
@@ -112,12 +118,9 @@ pub(super) fn read(path: &Path, spec: &ReadSpec, sink: &mut Sink<'_>) -> Result<
             }
             Event::Text(t) => append_text(&mut current, &t.xml10_content()),
             Event::CData(t) => append_text(&mut current, &t.xml10_content()),
-            Event::GeneralRef(r) => {
-                if current.is_some() {
-                    let resolved =
-                        resolve_entity(&r).map_err(|m| ReadError::new(path, at(seen), m))?;
-                    append_text(&mut current, resolved.encode_utf8(&mut [0u8; 4]));
-                }
+            Event::GeneralRef(r) if current.is_some() => {
+                let resolved = resolve_entity(&r).map_err(|m| ReadError::new(path, at(seen), m))?;
+                append_text(&mut current, resolved.encode_utf8(&mut [0u8; 4]));
             }
             Event::End(_) => {
                 depth = depth.saturating_sub(1);

@@ -2,7 +2,7 @@
 CREATE TABLE landed_files (
     id           INTEGER PRIMARY KEY,
     path         TEXT    NOT NULL,
-    sha256       TEXT    NOT NULL UNIQUE,
+    sha256       TEXT    NOT NULL,
     size         INTEGER NOT NULL,
     feed         TEXT    NOT NULL,
     mapping      TEXT    NOT NULL,
@@ -11,7 +11,8 @@ CREATE TABLE landed_files (
     upserted     INTEGER NOT NULL DEFAULT 0,
     unchanged    INTEGER NOT NULL DEFAULT 0,
     quarantined  INTEGER NOT NULL DEFAULT 0,
-    error        TEXT
+    error        TEXT,
+    UNIQUE (sha256, feed)
 );
 
 -- Canonical records, one current version per (feed, record key).

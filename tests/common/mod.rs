@@ -1,0 +1,31 @@
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the real `vitalhub` binary with `--db` pointing into `dir`.
+pub fn vitalhub(dir: &Path, args: &[&str]) -> Output {
+    let db = dir.join("vitalhub.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_vitalhub"))
+        .arg("--db")
+        .arg(&db)
+        .args(args)
+        .output()
+        .expect("vitalhub runs");
+    out
+}
+
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "vitalhub failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}

@@ -1,0 +1,291 @@
+//! One simulated month through the real binary: simulate, ingest, reconcile, report, evaluate.
+
+mod common;
+
+use common::{ok, path, vitalhub};
+
+#[test]
+fn a_clean_month_is_reconciled_with_perfect_precision_and_recall_for_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = dir.path().join("feeds");
+    let out = ok(&vitalhub(
+        dir.path(),
+        &[
+            "simulate",
+            "--out",
+            path(&feeds),
+            "--families",
+            "4000",
+            "--seed",
+            "7",
+            "--period",
+            "2026-10",
+        ],
+    ));
+    assert!(out.contains("--as-of 2026-11-20"), "{out}");
+
+    let ingest = ok(&vitalhub(dir.path(), &["ingest", path(&feeds)]));
+    for f in [
+        "registry.csv",
+        "births-202610.xml",
+        "hukou-202610.xlsx",
+        "marriages-202610.xml",
+        "migrants-202610.json",
+    ] {
+        assert!(ingest.contains(f), "{f} not ingested:\n{ingest}");
+    }
+    assert!(ingest.contains("truth.jsonl (no route"), "{ingest}");
+
+    ok(&vitalhub(
+        dir.path(),
+        &["reconcile", "--period", "2026-10", "--as-of", "2026-11-20"],
+    ));
+    let report = dir.path().join("report.jsonl");
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "report",
+            "--period",
+            "2026-10",
+            "--format",
+            "json",
+            "--output",
+            path(&report),
+        ],
+    ));
+    let table = ok(&vitalhub(
+        dir.path(),
+        &[
+            "evaluate",
+            "--truth",
+            path(&feeds.join("truth.jsonl")),
+            "--report",
+            path(&report),
+        ],
+    ));
+
+    let mut kinds_seen = 0;
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (kind, expected, precision, recall) = (cols[0], cols[1], cols[3], cols[4]);
+        assert_eq!((precision, recall), ("1.000", "1.000"), "{kind}:\n{table}");
+        if kind != "overall" {
+            assert!(
+                expected.parse::<u32>().unwrap() > 0,
+                "the simulator must inject {kind}:\n{table}"
+            );
+            kinds_seen += 1;
+        }
+    }
+    assert_eq!(
+        kinds_seen, 10,
+        "every discrepancy kind is injected and found:\n{table}"
+    );
+
+    // Every line follows the report format of SPEC.md.
+    let text = std::fs::read_to_string(&report).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let keys: Vec<&str> = first
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for k in [
+        "id",
+        "kind",
+        "period",
+        "division",
+        "severity",
+        "status",
+        "score",
+        "sources",
+        "registry_key",
+        "fields",
+        "explanation",
+    ] {
+        assert!(keys.contains(&k), "missing {k} in {first}");
+    }
+    assert!(first["id"].as_str().unwrap().starts_with("d-2026-10-"));
+}
+
+#[test]
+fn same_seed_same_files_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    for (d, seed) in [(&a, "3"), (&b, "3"), (&c, "4")] {
+        ok(&vitalhub(
+            dir.path(),
+            &[
+                "simulate",
+                "--out",
+                path(d),
+                "--families",
+                "300",
+                "--seed",
+                seed,
+                "--corrupt",
+            ],
+        ));
+    }
+    let mut differs_with_other_seed = false;
+    for name in [
+        "registry.csv",
+        "births-202610.xml",
+        "hukou-202610.xlsx",
+        "marriages-202610.xml",
+        "migrants-202610.json",
+        "truth.jsonl",
+    ] {
+        let (x, y) = (
+            std::fs::read(a.join(name)).unwrap(),
+            std::fs::read(b.join(name)).unwrap(),
+        );
+        assert!(x == y, "{name} differs between two runs with the same seed");
+        differs_with_other_seed |= x != std::fs::read(c.join(name)).unwrap();
+    }
+    assert!(differs_with_other_seed);
+}
+
+#[test]
+fn ingesting_and_reconciling_again_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = dir.path().join("feeds");
+    ok(&vitalhub(
+        dir.path(),
+        &["simulate", "--out", path(&feeds), "--families", "800"],
+    ));
+    ok(&vitalhub(dir.path(), &["ingest", path(&feeds)]));
+    let again = ok(&vitalhub(dir.path(), &["ingest", path(&feeds)]));
+    assert_eq!(again.matches("(already ingested)").count(), 5, "{again}");
+
+    let reconcile = ["reconcile", "--period", "2026-10", "--as-of", "2026-11-20"];
+    let first = ok(&vitalhub(dir.path(), &reconcile));
+    assert!(!first.contains("new 0,"), "{first}");
+    let report = |name: &str| {
+        let p = dir.path().join(name);
+        ok(&vitalhub(
+            dir.path(),
+            &["report", "--period", "2026-10", "--output", path(&p)],
+        ));
+        std::fs::read_to_string(p).unwrap()
+    };
+    let before = report("r1.jsonl");
+
+    // A clerk resolves one; re-ingesting with --force and re-reconciling keeps ids and the review.
+    let resolved_id = before
+        .lines()
+        .next()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "review",
+            &resolved_id,
+            "resolved",
+            "--note",
+            "registry corrected",
+            "--by",
+            "clerk",
+        ],
+    ));
+    ok(&vitalhub(dir.path(), &["ingest", "--force", path(&feeds)]));
+    let second = ok(&vitalhub(dir.path(), &reconcile));
+    assert!(second.contains("new 0, unchanged"), "{second}");
+    assert!(second.contains("reopened 0"), "{second}");
+    let after = report("r2.jsonl");
+    let without_resolved: Vec<&str> = before
+        .lines()
+        .filter(|l| !l.contains(&format!("\"{resolved_id}\"")))
+        .collect();
+    assert_eq!(
+        after.lines().collect::<Vec<_>>(),
+        without_resolved,
+        "same ids, and the resolved one stays resolved"
+    );
+}
+
+#[test]
+fn every_report_format_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = dir.path().join("feeds");
+    ok(&vitalhub(
+        dir.path(),
+        &["simulate", "--out", path(&feeds), "--families", "400"],
+    ));
+    ok(&vitalhub(dir.path(), &["ingest", path(&feeds)]));
+    ok(&vitalhub(
+        dir.path(),
+        &["reconcile", "--period", "2026-10", "--as-of", "2026-11-20"],
+    ));
+    let json = ok(&vitalhub(dir.path(), &["report", "--period", "2026-10"]));
+    let csv = ok(&vitalhub(
+        dir.path(),
+        &["report", "--period", "2026-10", "--format", "csv"],
+    ));
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        "id,kind,period,division,severity,status,score,sources,registry_key,fields,explanation"
+    );
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(rdr.records().count(), json.lines().count());
+    assert!(
+        csv.contains("health.births:"),
+        "sources flattened as feed:key"
+    );
+
+    let html = dir.path().join("r.html");
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "report",
+            "--period",
+            "2026-10",
+            "--format",
+            "html",
+            "--output",
+            path(&html),
+        ],
+    ));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("出生未入库")
+            && page.contains("<style>")
+            && !page.contains("<script src")
+            && !page.contains("<link")
+    );
+
+    let xlsx = dir.path().join("r.xlsx");
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "report",
+            "--period",
+            "2026-10",
+            "--format",
+            "xlsx",
+            "--output",
+            path(&xlsx),
+        ],
+    ));
+    use calamine::Reader;
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook(&xlsx).unwrap();
+    let sheets = book.sheet_names();
+    assert_eq!(sheets.len(), 11, "{sheets:?}");
+    assert!(sheets.contains(&"出生未入库".to_owned()) && sheets.contains(&"汇总".to_owned()));
+    let range = book.worksheet_range("出生未入库").unwrap();
+    assert_eq!(range.get_value((0, 0)).unwrap().to_string(), "编号");
+    let unreported = json
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"unreported_birth\""))
+        .count();
+    assert_eq!(range.height() - 1, unreported);
+}
