@@ -175,8 +175,14 @@ pub fn main() -> Result<std::process::ExitCode> {
         Command::Reconcile { period, as_of } => {
             let mut store = open()?;
             let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
+            let started = std::time::Instant::now();
             let summary = run_reconcile(&mut store, &config, period, as_of)?;
-            println!("reconciled {} as of {}", summary.period, summary.as_of);
+            println!(
+                "reconciled {} as of {} in {:.3} s",
+                summary.period,
+                summary.as_of,
+                started.elapsed().as_secs_f64()
+            );
             for (kind, n) in &summary.by_kind {
                 println!("  {kind:<30} {n:>7}");
             }
@@ -333,8 +339,8 @@ pub(crate) fn write_report(
 
 fn print_ingest(reports: &[crate::ingest::FileReport]) {
     println!(
-        "{:<40} {:<18} {:>8} {:>8} {:>9} {:>11}",
-        "file", "feed", "read", "upserted", "unchanged", "quarantined"
+        "{:<40} {:<18} {:>8} {:>8} {:>9} {:>11} {:>8} {:>9} {:>7}",
+        "file", "feed", "read", "upserted", "unchanged", "quarantined", "seconds", "records/s", "MB/s"
     );
     for r in reports {
         let name = r
@@ -347,9 +353,17 @@ fn print_ingest(reports: &[crate::ingest::FileReport]) {
         } else {
             ""
         };
+        let secs = r.elapsed.as_secs_f64().max(1e-9);
         println!(
-            "{name:<40} {:<18} {:>8} {:>8} {:>9} {:>11}{note}",
-            r.feed, r.read, r.upserted, r.unchanged, r.quarantined
+            "{name:<40} {:<18} {:>8} {:>8} {:>9} {:>11} {:>8.3} {:>9.0} {:>7.2}{note}",
+            r.feed,
+            r.read,
+            r.upserted,
+            r.unchanged,
+            r.quarantined,
+            secs,
+            r.read as f64 / secs,
+            r.bytes as f64 / 1e6 / secs
         );
         if let Some(e) = &r.error {
             println!("  error: {e}");
