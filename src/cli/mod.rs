@@ -340,7 +340,15 @@ pub(crate) fn write_report(
 fn print_ingest(reports: &[crate::ingest::FileReport]) {
     println!(
         "{:<40} {:<18} {:>8} {:>8} {:>9} {:>11} {:>8} {:>9} {:>7}",
-        "file", "feed", "read", "upserted", "unchanged", "quarantined", "seconds", "records/s", "MB/s"
+        "file",
+        "feed",
+        "read",
+        "upserted",
+        "unchanged",
+        "quarantined",
+        "seconds",
+        "records/s",
+        "MB/s"
     );
     for r in reports {
         let name = r

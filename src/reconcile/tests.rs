@@ -13,7 +13,12 @@ fn id(body17: &str) -> IdNumber {
 const MOTHER: &str = "41061119920315432";
 
 fn params() -> Params {
-    Params { period: "2026-10".parse().unwrap(), as_of: d("2026-11-20"), grace_days: 30, region_prefix: "4106".into() }
+    Params {
+        period: "2026-10".parse().unwrap(),
+        as_of: d("2026-11-20"),
+        grace_days: 30,
+        region_prefix: "4106".into(),
+    }
 }
 
 fn child(key: &str, name: &str, sex: Sex, born: &str, child_id: Option<IdNumber>) -> Person {
@@ -34,7 +39,13 @@ fn child(key: &str, name: &str, sex: Sex, born: &str, child_id: Option<IdNumber>
     }
 }
 
-fn notification(cert: &str, name: &str, sex: Sex, born: &str, mother: Option<IdNumber>) -> BirthNotification {
+fn notification(
+    cert: &str,
+    name: &str,
+    sex: Sex,
+    born: &str,
+    mother: Option<IdNumber>,
+) -> BirthNotification {
     BirthNotification {
         cert_no: cert.into(),
         status: CertStatus::Issued,
@@ -67,20 +78,42 @@ fn twins_stay_two_people_even_when_one_name_is_empty() {
             child("P2", "王梓轩", Sex::Female, "2026-10-31", None),
         ],
         births: vec![
-            notification("Q000000001", "", Sex::Female, "2026-10-31", Some(id(MOTHER))),
-            notification("Q000000002", "王梓涵", Sex::Female, "2026-10-31", Some(id(MOTHER))),
+            notification(
+                "Q000000001",
+                "",
+                Sex::Female,
+                "2026-10-31",
+                Some(id(MOTHER)),
+            ),
+            notification(
+                "Q000000002",
+                "王梓涵",
+                Sex::Female,
+                "2026-10-31",
+                Some(id(MOTHER)),
+            ),
         ],
         ..Inputs::default()
     };
     let found = find_discrepancies(&inputs, &params());
-    assert!(found.is_empty(), "twins paired one-to-one, no conflict: {:?}", kinds(&found));
+    assert!(
+        found.is_empty(),
+        "twins paired one-to-one, no conflict: {:?}",
+        kinds(&found)
+    );
 
     // One twin missing from the registry: exactly one unreported birth, the unnamed one.
     let mut one = inputs.clone();
     one.registry.remove(1);
     one.births[0].child_name = "王梓轩".into();
     let found = find_discrepancies(&one, &params());
-    assert_eq!(kinds(&found), vec![(DiscrepancyKind::UnreportedBirth, "health.births|Q000000001".into())]);
+    assert_eq!(
+        kinds(&found),
+        vec![(
+            DiscrepancyKind::UnreportedBirth,
+            "health.births|Q000000001".into()
+        )]
+    );
 }
 
 #[test]
@@ -89,8 +122,20 @@ fn a_bad_checksum_is_an_invalid_identifier_never_a_conflict() {
     let bad_mother = IdNumber::parse(&format!("{MOTHER}0")).unwrap();
     assert!(!bad_mother.is_valid());
     let inputs = Inputs {
-        registry: vec![child("P1", "王梓涵", Sex::Female, "2026-10-03", Some(registered.clone()))],
-        births: vec![notification("Q000000001", "王梓涵", Sex::Female, "2026-10-03", Some(bad_mother))],
+        registry: vec![child(
+            "P1",
+            "王梓涵",
+            Sex::Female,
+            "2026-10-03",
+            Some(registered.clone()),
+        )],
+        births: vec![notification(
+            "Q000000001",
+            "王梓涵",
+            Sex::Female,
+            "2026-10-03",
+            Some(bad_mother),
+        )],
         hukou: vec![HukouEvent {
             event: HukouEventKind::Birth,
             id_number: registered,
@@ -109,7 +154,13 @@ fn a_bad_checksum_is_an_invalid_identifier_never_a_conflict() {
         ..Inputs::default()
     };
     let found = find_discrepancies(&inputs, &params());
-    assert_eq!(kinds(&found), vec![(DiscrepancyKind::InvalidIdentifier, "health.births|Q000000001".into())]);
+    assert_eq!(
+        kinds(&found),
+        vec![(
+            DiscrepancyKind::InvalidIdentifier,
+            "health.births|Q000000001".into()
+        )]
+    );
     assert_eq!(found[0].fields[0].field, "mother_id");
 }
 
@@ -117,11 +168,20 @@ fn a_bad_checksum_is_an_invalid_identifier_never_a_conflict() {
 fn name_sex_and_date_disagreements_are_one_conflict_listing_each_field() {
     let inputs = Inputs {
         registry: vec![child("P1", "王子涵", Sex::Male, "2026-10-03", None)],
-        births: vec![notification("Q000000001", "王梓涵", Sex::Female, "2026-10-03", Some(id(MOTHER)))],
+        births: vec![notification(
+            "Q000000001",
+            "王梓涵",
+            Sex::Female,
+            "2026-10-03",
+            Some(id(MOTHER)),
+        )],
         ..Inputs::default()
     };
     let found = find_discrepancies(&inputs, &params());
-    let conflict = found.iter().find(|d| d.kind == DiscrepancyKind::BirthConflict).expect("a conflict");
+    let conflict = found
+        .iter()
+        .find(|d| d.kind == DiscrepancyKind::BirthConflict)
+        .expect("a conflict");
     let fields: Vec<&str> = conflict.fields.iter().map(|f| f.field.as_str()).collect();
     assert_eq!(fields, ["sex", "name"]);
     assert_eq!(conflict.registry_key.as_deref(), Some("P1"));
@@ -133,22 +193,46 @@ fn name_sex_and_date_disagreements_are_one_conflict_listing_each_field() {
     unnamed.births[0].child_name.clear();
     unnamed.births[0].child_sex = Sex::Male;
     let found = find_discrepancies(&unnamed, &params());
-    assert!(found.iter().all(|d| d.kind != DiscrepancyKind::BirthConflict), "{:?}", kinds(&found));
+    assert!(
+        found
+            .iter()
+            .all(|d| d.kind != DiscrepancyKind::BirthConflict),
+        "{:?}",
+        kinds(&found)
+    );
 }
 
 #[test]
 fn the_grace_period_counts_to_the_as_of_day() {
     let inputs = Inputs {
         registry: vec![child("P1", "王梓涵", Sex::Female, "2026-10-01", None)],
-        births: vec![notification("Q000000001", "王梓涵", Sex::Female, "2026-10-01", Some(id(MOTHER)))],
+        births: vec![notification(
+            "Q000000001",
+            "王梓涵",
+            Sex::Female,
+            "2026-10-01",
+            Some(id(MOTHER)),
+        )],
         ..Inputs::default()
     };
     let at = |as_of: &str| {
-        let p = Params { as_of: d(as_of), ..params() };
+        let p = Params {
+            as_of: d(as_of),
+            ..params()
+        };
         kinds(&find_discrepancies(&inputs, &p))
     };
-    assert!(at("2026-10-31").is_empty(), "30 days old: still within grace");
-    assert_eq!(at("2026-11-01"), vec![(DiscrepancyKind::UnregisteredChild, "health.births|Q000000001".into())]);
+    assert!(
+        at("2026-10-31").is_empty(),
+        "30 days old: still within grace"
+    );
+    assert_eq!(
+        at("2026-11-01"),
+        vec![(
+            DiscrepancyKind::UnregisteredChild,
+            "health.births|Q000000001".into()
+        )]
+    );
 }
 
 #[test]
@@ -161,7 +245,11 @@ fn marriages_check_both_parties_and_unknown_ones_of_this_region() {
     p_h.spouse_id_number = Some(wife.clone());
     let mut p_w = child("W", "李娜", Sex::Female, "1992-03-15", Some(wife.clone()));
     p_w.marital_status = Some(MaritalStatus::Unmarried);
-    let party = |name: &str, id: &IdNumber| Party { name: name.into(), id_number: Some(id.clone()), birth_date: None };
+    let party = |name: &str, id: &IdNumber| Party {
+        name: name.into(),
+        id_number: Some(id.clone()),
+        birth_date: None,
+    };
     let reg = |no: &str, h: Party, w: Party| MarriageRegistration {
         reg_no: no.into(),
         kind: MarriageKind::Marriage,
@@ -174,7 +262,11 @@ fn marriages_check_both_parties_and_unknown_ones_of_this_region() {
         registry: vec![p_h, p_w],
         marriages: vec![
             reg("J1", party("王强", &husband), party("李娜", &wife)),
-            reg("J2", party("张伟", &stranger), party("外地", &id("32041119950506123"))),
+            reg(
+                "J2",
+                party("张伟", &stranger),
+                party("外地", &id("32041119950506123")),
+            ),
         ],
         ..Inputs::default()
     };
@@ -182,7 +274,10 @@ fn marriages_check_both_parties_and_unknown_ones_of_this_region() {
     assert_eq!(
         kinds(&found),
         vec![
-            (DiscrepancyKind::MarriageNotRecorded, "civil.marriages|J1".into()),
+            (
+                DiscrepancyKind::MarriageNotRecorded,
+                "civil.marriages|J1".into()
+            ),
             (DiscrepancyKind::UnknownPerson, "civil.marriages|J2".into()),
         ],
         "the partner from another region is not ours to know"
