@@ -11,21 +11,7 @@ use crate::model::*;
 /// The canonical fields each feed accepts; a mapping naming any other field is refused.
 fn known_fields(feed: Feed) -> &'static [&'static str] {
     match feed {
-        Feed::Registry => &[
-            "person_key",
-            "id_number",
-            "name",
-            "sex",
-            "birth_date",
-            "hukou_division",
-            "residence_division",
-            "marital_status",
-            "spouse_id_number",
-            "mother_id_number",
-            "father_id_number",
-            "status",
-            "updated_at",
-        ],
+        Feed::Registry => &REGISTRY_COLUMNS,
         Feed::HealthBirths => &[
             "cert_no",
             "status",

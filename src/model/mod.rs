@@ -17,5 +17,5 @@ pub use period::Period;
 pub use records::{
     BirthNotification, CertStatus, Feed, HukouEvent, HukouEventKind, MarriageKind,
     MarriageRegistration, MigrantChild, MigrantEvent, MigrantRecord, Party, Person, PersonStatus,
-    Record,
+    Record, REGISTRY_COLUMNS,
 };

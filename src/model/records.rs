@@ -60,6 +60,23 @@ pub enum PersonStatus {
     Deceased,
 }
 
+/// The registry export's columns (SPEC.md section 5), which are also `Person`'s field names.
+pub const REGISTRY_COLUMNS: [&str; 13] = [
+    "person_key",
+    "id_number",
+    "name",
+    "sex",
+    "birth_date",
+    "hukou_division",
+    "residence_division",
+    "marital_status",
+    "spouse_id_number",
+    "mother_id_number",
+    "father_id_number",
+    "status",
+    "updated_at",
+];
+
 /// A person in the population registry, the system of record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Person {

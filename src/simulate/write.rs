@@ -6,25 +6,11 @@ use std::path::Path;
 use quick_xml::escape::escape;
 
 use super::world::{HealthRow, MarriageRow, World, PARTNER};
-use crate::model::Period;
+use crate::model::{Period, REGISTRY_COLUMNS};
 
 pub fn registry_csv(world: &World, path: &Path) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_path(path)?;
-    w.write_record([
-        "person_key",
-        "id_number",
-        "name",
-        "sex",
-        "birth_date",
-        "hukou_division",
-        "residence_division",
-        "marital_status",
-        "spouse_id_number",
-        "mother_id_number",
-        "father_id_number",
-        "status",
-        "updated_at",
-    ])?;
+    w.write_record(REGISTRY_COLUMNS)?;
     for p in &world.registry {
         let birth = p.birth.to_string();
         let sex = p.sex.to_string();

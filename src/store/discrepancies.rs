@@ -85,15 +85,7 @@ impl Store {
                         params![id, at],
                     )?;
                     if status == "gone" {
-                        set_status(
-                            &tx,
-                            id,
-                            status,
-                            "open",
-                            "system",
-                            Some("observed again"),
-                            &at,
-                        )?;
+                        reopen(&tx, id, status, "observed again", &at)?;
                         summary.reopened += 1;
                     } else {
                         summary.unchanged += 1;
@@ -106,15 +98,7 @@ impl Store {
                         params![id, d.division, d.severity.name(), d.score, d.registry_key, body, fingerprint, at],
                     )?;
                     if matches!(status.as_str(), "resolved" | "dismissed" | "gone") {
-                        set_status(
-                            &tx,
-                            id,
-                            status,
-                            "open",
-                            "system",
-                            Some("source data changed"),
-                            &at,
-                        )?;
+                        reopen(&tx, id, status, "source data changed", &at)?;
                         summary.reopened += 1;
                     } else {
                         summary.updated += 1;
@@ -248,6 +232,11 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// Reopened by reconciliation itself, with the reason in the history.
+fn reopen(tx: &rusqlite::Transaction, id: &str, from: &str, why: &str, at: &str) -> Result<()> {
+    set_status(tx, id, from, "open", "system", Some(why), at)
 }
 
 fn set_status(
