@@ -114,6 +114,30 @@ enum Command {
         #[arg(long)]
         corrupt: bool,
     },
+    /// Link two CSV files, or deduplicate one, with a linkage settings file
+    Link {
+        #[arg(long)]
+        left: PathBuf,
+        /// The other file; without it (or with --dedupe) LEFT is deduplicated
+        #[arg(long)]
+        right: Option<PathBuf>,
+        #[arg(long)]
+        settings: PathBuf,
+        #[arg(long)]
+        dedupe: bool,
+        /// Matches and reviews as CSV
+        #[arg(long)]
+        output: PathBuf,
+        /// Column holding the true entity id: prints precision, recall and F1
+        #[arg(long)]
+        truth_column: Option<String>,
+        /// Score with this trained model instead of training (incremental use)
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Save the trained model here
+        #[arg(long)]
+        save_model: Option<PathBuf>,
+    },
     /// List the built-in mappings, or print one
     Mappings { name: Option<String> },
 }
@@ -256,6 +280,25 @@ pub fn main() -> Result<std::process::ExitCode> {
             families,
             corrupt,
         } => demo::run(&dir, families, corrupt, cli.db.as_deref())?,
+        Command::Link {
+            left,
+            right,
+            settings,
+            dedupe,
+            output,
+            truth_column,
+            model,
+            save_model,
+        } => link(
+            left,
+            right,
+            settings,
+            dedupe,
+            output,
+            truth_column,
+            model,
+            save_model,
+        )?,
         Command::Mappings { name } => match name {
             None => {
                 for n in crate::mapping::builtin_names() {
@@ -333,6 +376,74 @@ pub(crate) fn write_report(
             }
             sink.flush()?;
         }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn link(
+    left: PathBuf,
+    right: Option<PathBuf>,
+    settings: PathBuf,
+    dedupe: bool,
+    output: PathBuf,
+    truth_column: Option<String>,
+    model: Option<PathBuf>,
+    save_model: Option<PathBuf>,
+) -> Result<()> {
+    use crate::linkage::fs::{Model, Settings, Table};
+    let text = std::fs::read_to_string(&settings)
+        .with_context(|| format!("reading {}", settings.display()))?;
+    let settings =
+        Settings::from_toml(&text).with_context(|| format!("settings {}", settings.display()))?;
+    let left_t = Table::read_csv(&left).with_context(|| format!("reading {}", left.display()))?;
+    let right_t = match (&right, dedupe) {
+        (Some(r), false) => {
+            Some(Table::read_csv(r).with_context(|| format!("reading {}", r.display()))?)
+        }
+        _ => None,
+    };
+    let model = model
+        .map(|p| Model::load(&p).with_context(|| format!("model {}", p.display())))
+        .transpose()?;
+    let id = settings.unique_id.clone();
+    let job = crate::linkage::run::LinkJob {
+        settings,
+        left: &left_t,
+        right: right_t.as_ref(),
+        model,
+        truth_column,
+    };
+    let (report, model, decided) = crate::linkage::run::run(job)?;
+    crate::linkage::run::write_pairs(
+        &output,
+        (&left_t, right_t.as_ref().unwrap_or(&left_t), &id),
+        &decided,
+    )?;
+    if let Some(p) = save_model {
+        model.save(&p)?;
+    }
+    println!(
+        "records: {} x {}",
+        report.left_records, report.right_records
+    );
+    println!(
+        "candidate pairs: {} (per blocking rule: {:?})",
+        report.candidate_pairs, report.pairs_per_rule
+    );
+    println!("matches: {}, reviews: {}", report.matches, report.reviews);
+    println!(
+        "time: train {:.3} s, score {:.3} s, total {:.3} s; {:.0} pairs scored per second per core",
+        report.train_seconds,
+        report.score_seconds,
+        report.total_seconds,
+        report.pairs_per_second_per_core
+    );
+    if let Some(a) = &report.truth {
+        println!(
+            "truth: {} true pairs, blocking recall {:.4}, precision {:.4}, recall {:.4}, F1 {:.4}",
+            a.true_pairs, a.blocking_recall, a.precision, a.recall, a.f1
+        );
     }
     Ok(())
 }

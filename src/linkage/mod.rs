@@ -5,6 +5,10 @@
 //! identity number with birth date). A probabilistic linker that tolerates typos implements
 //! the same trait and is tried where exact keys find nobody.
 
+pub mod compare;
+pub mod fs;
+pub mod run;
+
 use std::collections::HashMap;
 
 use chrono::NaiveDate;

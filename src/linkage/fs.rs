@@ -1,0 +1,733 @@
+//! A Fellegi–Sunter linkage engine over any two tables of text columns.
+//!
+//! Blocking rules give candidate pairs (each pair once, by the first rule that finds it);
+//! comparisons put each pair on ordered levels; u probabilities come from random pairs, m
+//! probabilities from EM on the blocked pairs (each rule's session leaves out the comparisons
+//! its own keys fix, as Splink does); the prior from the expected matches EM finds. Exact
+//! matches on term-frequency columns are weighted by how common the value is.
+
+use std::collections::HashMap;
+
+use pinyin::ToPinyin;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::compare::Method;
+
+/// A table of text values, one row per record.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
+    pub fn read_csv(path: &std::path::Path) -> anyhow::Result<Table> {
+        let mut r = csv::ReaderBuilder::new().flexible(true).from_path(path)?;
+        let columns = r
+            .headers()?
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .collect::<Vec<_>>();
+        let mut rows = Vec::new();
+        for rec in r.records() {
+            let rec = rec?;
+            let mut row: Vec<String> = rec.iter().map(|v| v.trim().to_owned()).collect();
+            row.resize(columns.len(), String::new());
+            rows.push(row);
+        }
+        Ok(Table { columns, rows })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonSpec {
+    pub name: String,
+    /// Column in the left table (and in the right one unless `right` names another).
+    pub column: String,
+    #[serde(default)]
+    pub right: Option<String>,
+    pub method: Method,
+    /// Weight exact matches by the value's frequency (`张伟` is weak evidence, `欧阳娜娜` strong).
+    #[serde(default)]
+    pub tf: bool,
+}
+
+/// A blocking rule: pairs whose key expressions all agree (and are not empty) are compared.
+/// An expression is a column name or `prefix(col, n)`, `suffix(col, n)`, `pinyin(col)`,
+/// `year(col)`, `sorted(col)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockingRule {
+    pub keys: Vec<String>,
+}
+
+fn default_match() -> f64 {
+    0.95
+}
+fn default_review() -> f64 {
+    0.5
+}
+fn default_u_sample() -> usize {
+    1_000_000
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Column holding each record's id, written to the output.
+    pub unique_id: String,
+    pub blocking: Vec<BlockingRule>,
+    pub comparisons: Vec<ComparisonSpec>,
+    /// Match probability at or above which a pair is a match.
+    #[serde(default = "default_match")]
+    pub match_threshold: f64,
+    /// Match probability at or above which a pair needs a person to look at it.
+    #[serde(default = "default_review")]
+    pub review_threshold: f64,
+    /// Random pairs used to estimate u.
+    #[serde(default = "default_u_sample")]
+    pub u_sample: usize,
+    /// In linking, each record matches at most one on the other side.
+    #[serde(default)]
+    pub one_to_one: bool,
+}
+
+impl Settings {
+    pub fn from_toml(text: &str) -> anyhow::Result<Settings> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainedComparison {
+    pub spec: ComparisonSpec,
+    pub labels: Vec<String>,
+    pub m: Vec<f64>,
+    pub u: Vec<f64>,
+}
+
+/// A trained model: settings, m and u per comparison level, and the prior.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub settings: Settings,
+    pub comparisons: Vec<TrainedComparison>,
+    /// Probability that two random records match.
+    pub prior: f64,
+}
+
+impl Model {
+    pub fn save(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self)?)?;
+        Ok(())
+    }
+
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Model> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Match,
+    Review,
+    NonMatch,
+}
+
+/// A scored candidate pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub left: u32,
+    pub right: u32,
+    pub weight: f64,
+    pub probability: f64,
+}
+
+/// Why a pair got its weight: the prior, then each comparison's contribution (a waterfall).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub prior_weight: f64,
+    pub terms: Vec<Term>,
+    pub weight: f64,
+    pub probability: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Term {
+    pub comparison: String,
+    pub level: String,
+    pub left: String,
+    pub right: String,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Func {
+    Plain,
+    Prefix(usize),
+    Suffix(usize),
+    Pinyin,
+    Year,
+    Sorted,
+}
+
+#[derive(Debug, Clone)]
+struct KeyExpr {
+    func: Func,
+    left: usize,
+    right: usize,
+}
+
+fn parse_expr(
+    expr: &str,
+    left: &Table,
+    right: &Table,
+    right_names: &HashMap<String, String>,
+) -> anyhow::Result<KeyExpr> {
+    let expr = expr.trim();
+    let (func, args) = match expr.find('(') {
+        Some(open) if expr.ends_with(')') => (&expr[..open], &expr[open + 1..expr.len() - 1]),
+        _ => ("", expr),
+    };
+    let mut parts = args.split(',').map(str::trim);
+    let col = parts.next().unwrap_or("");
+    let n: Option<usize> = parts.next().and_then(|n| n.parse().ok());
+    let func = match (func, n) {
+        ("", _) => Func::Plain,
+        ("prefix", Some(n)) => Func::Prefix(n),
+        ("suffix", Some(n)) => Func::Suffix(n),
+        ("pinyin", _) => Func::Pinyin,
+        ("year", _) => Func::Year,
+        ("sorted", _) => Func::Sorted,
+        _ => anyhow::bail!("blocking key '{expr}': unknown function (prefix(col, n), suffix(col, n), pinyin, year, sorted)"),
+    };
+    let l = left
+        .column(col)
+        .ok_or_else(|| anyhow::anyhow!("blocking key '{expr}': no column '{col}' on the left"))?;
+    let rcol = right_names.get(col).map(String::as_str).unwrap_or(col);
+    let r = right
+        .column(rcol)
+        .ok_or_else(|| anyhow::anyhow!("blocking key '{expr}': no column '{rcol}' on the right"))?;
+    Ok(KeyExpr {
+        func,
+        left: l,
+        right: r,
+    })
+}
+
+fn apply_func(func: Func, v: &str) -> String {
+    match func {
+        Func::Plain => v.to_owned(),
+        Func::Prefix(n) => v.chars().take(n).collect(),
+        Func::Suffix(n) => {
+            let c: Vec<char> = v.chars().collect();
+            c[c.len().saturating_sub(n)..].iter().collect()
+        }
+        Func::Pinyin => v
+            .chars()
+            .map(|c| {
+                c.to_pinyin()
+                    .map(|p| p.plain().to_owned())
+                    .unwrap_or_else(|| c.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Func::Year => super::compare::parse_any_date(v)
+            .map(|d| d.format("%Y").to_string())
+            .unwrap_or_default(),
+        Func::Sorted => {
+            let mut c: Vec<char> = v.chars().collect();
+            c.sort_unstable();
+            c.into_iter().collect()
+        }
+    }
+}
+
+/// Links two tables (or deduplicates one, when `right` is `None`).
+pub struct Linker<'a> {
+    pub settings: Settings,
+    left: &'a Table,
+    right: &'a Table,
+    dedupe: bool,
+    cols: Vec<(usize, usize)>,
+    methods: Vec<Method>,
+    rules: Vec<Vec<KeyExpr>>,
+    /// Per comparison with `tf`: value -> share of records holding it.
+    tf: Vec<Option<HashMap<String, f64>>>,
+    left_ids: usize,
+    right_ids: usize,
+}
+
+/// Candidate pairs and how many each blocking rule contributed.
+pub struct Candidates {
+    pub pairs: Vec<(u32, u32)>,
+    pub per_rule: Vec<u64>,
+}
+
+const FLOOR: f64 = 1e-9;
+
+impl<'a> Linker<'a> {
+    pub fn new(
+        settings: Settings,
+        left: &'a Table,
+        right: Option<&'a Table>,
+    ) -> anyhow::Result<Linker<'a>> {
+        let dedupe = right.is_none();
+        let right = right.unwrap_or(left);
+        let right_names: HashMap<String, String> = settings
+            .comparisons
+            .iter()
+            .filter_map(|c| c.right.clone().map(|r| (c.column.clone(), r)))
+            .collect();
+        let mut cols = Vec::new();
+        for c in &settings.comparisons {
+            let l = left.column(&c.column).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "comparison {}: no column '{}' on the left",
+                    c.name,
+                    c.column
+                )
+            })?;
+            let rname = c.right.as_deref().unwrap_or(&c.column);
+            let r = right.column(rname).ok_or_else(|| {
+                anyhow::anyhow!("comparison {}: no column '{rname}' on the right", c.name)
+            })?;
+            cols.push((l, r));
+        }
+        let rules = settings
+            .blocking
+            .iter()
+            .map(|rule| {
+                rule.keys
+                    .iter()
+                    .map(|k| parse_expr(k, left, right, &right_names))
+                    .collect()
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let left_ids = left
+            .column(&settings.unique_id)
+            .ok_or_else(|| anyhow::anyhow!("no id column '{}' on the left", settings.unique_id))?;
+        let right_ids = right
+            .column(&settings.unique_id)
+            .ok_or_else(|| anyhow::anyhow!("no id column '{}' on the right", settings.unique_id))?;
+        let mut tf = Vec::new();
+        for (c, &(l, r)) in settings.comparisons.iter().zip(&cols) {
+            if !c.tf {
+                tf.push(None);
+                continue;
+            }
+            let mut counts: HashMap<String, f64> = HashMap::new();
+            let mut total = 0.0f64;
+            let sides: Vec<(&Table, usize)> = if dedupe {
+                vec![(left, l)]
+            } else {
+                vec![(left, l), (right, r)]
+            };
+            for (t, col) in sides {
+                for row in &t.rows {
+                    let v = row[col].trim();
+                    if !v.is_empty() {
+                        *counts.entry(v.to_owned()).or_default() += 1.0;
+                        total += 1.0;
+                    }
+                }
+            }
+            counts.values_mut().for_each(|v| *v /= total.max(1.0));
+            tf.push(Some(counts));
+        }
+        let methods = settings
+            .comparisons
+            .iter()
+            .map(|c| c.method.clone())
+            .collect();
+        Ok(Linker {
+            settings,
+            left,
+            right,
+            dedupe,
+            cols,
+            methods,
+            rules,
+            tf,
+            left_ids,
+            right_ids,
+        })
+    }
+
+    pub fn left_id(&self, i: u32) -> &str {
+        &self.left.rows[i as usize][self.left_ids]
+    }
+
+    pub fn right_id(&self, j: u32) -> &str {
+        &self.right.rows[j as usize][self.right_ids]
+    }
+
+    fn key(rule: &[KeyExpr], row: &[String], left_side: bool) -> Option<String> {
+        let mut key = String::new();
+        for e in rule {
+            let v = row[if left_side { e.left } else { e.right }].trim();
+            let v = apply_func(e.func, v);
+            if v.is_empty() {
+                return None;
+            }
+            key.push_str(&v);
+            key.push('\u{1f}');
+        }
+        Some(key)
+    }
+
+    /// Candidate pairs from all blocking rules, each pair once.
+    pub fn candidates(&self) -> Candidates {
+        let keys = |t: &Table, left_side: bool| -> Vec<Vec<Option<String>>> {
+            self.rules
+                .iter()
+                .map(|r| {
+                    t.rows
+                        .iter()
+                        .map(|row| Self::key(r, row, left_side))
+                        .collect()
+                })
+                .collect()
+        };
+        let lk = keys(self.left, true);
+        let rk = if self.dedupe {
+            lk.clone()
+        } else {
+            keys(self.right, false)
+        };
+        let mut pairs = Vec::new();
+        let mut per_rule = vec![0u64; self.rules.len()];
+        for r in 0..self.rules.len() {
+            let mut index: HashMap<&str, Vec<u32>> = HashMap::new();
+            for (i, k) in lk[r].iter().enumerate() {
+                if let Some(k) = k {
+                    index.entry(k.as_str()).or_default().push(i as u32);
+                }
+            }
+            let seen_before = |i: u32, j: u32| {
+                (0..r).any(|q| matches!((&lk[q][i as usize], &rk[q][j as usize]), (Some(a), Some(b)) if a == b))
+            };
+            for (j, k) in rk[r].iter().enumerate() {
+                let Some(k) = k else { continue };
+                let Some(lefts) = index.get(k.as_str()) else {
+                    continue;
+                };
+                for &i in lefts {
+                    if self.dedupe && i >= j as u32 {
+                        continue;
+                    }
+                    if !seen_before(i, j as u32) {
+                        pairs.push((i, j as u32));
+                        per_rule[r] += 1;
+                    }
+                }
+            }
+        }
+        Candidates { pairs, per_rule }
+    }
+
+    /// The comparison levels of one pair.
+    pub fn gamma(&self, i: u32, j: u32) -> Vec<u8> {
+        let (a, b) = (&self.left.rows[i as usize], &self.right.rows[j as usize]);
+        self.methods
+            .iter()
+            .zip(&self.cols)
+            .map(|(m, &(l, r))| m.compare(&a[l], &b[r]))
+            .collect()
+    }
+
+    fn total_pairs(&self) -> f64 {
+        let (n, m) = (self.left.rows.len() as f64, self.right.rows.len() as f64);
+        if self.dedupe {
+            n * (n - 1.0) / 2.0
+        } else {
+            n * m
+        }
+    }
+
+    /// Trains u on random pairs and m and the prior by EM on `candidates`.
+    pub fn train(&self, candidates: &[(u32, u32)]) -> Model {
+        let levels: Vec<usize> = self.methods.iter().map(Method::level_count).collect();
+        // u: level shares among random pairs, almost all of which are non-matches.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
+        let (n, m) = (self.left.rows.len(), self.right.rows.len());
+        let samples = self
+            .settings
+            .u_sample
+            .min((self.total_pairs() as usize).max(1));
+        let mut u_counts: Vec<Vec<f64>> = levels.iter().map(|&l| vec![0.0; l + 1]).collect();
+        if n > 0 && m > 0 {
+            for _ in 0..samples {
+                let i = rng.random_range(0..n) as u32;
+                let j = rng.random_range(0..m) as u32;
+                if self.dedupe && i == j {
+                    continue;
+                }
+                for (c, g) in self.gamma(i, j).into_iter().enumerate() {
+                    u_counts[c][g as usize] += 1.0;
+                }
+            }
+        }
+        let u: Vec<Vec<f64>> = u_counts.iter().map(|c| normalise(&c[1..], 0.5)).collect();
+
+        // Patterns of levels with their counts: EM works on these, not on every pair.
+        let mut patterns: HashMap<Vec<u8>, f64> = HashMap::new();
+        let mut rule_patterns: Vec<HashMap<Vec<u8>, f64>> =
+            vec![HashMap::new(); self.rules.len().max(1)];
+        let lk: Vec<Vec<Option<String>>> = self
+            .rules
+            .iter()
+            .map(|r| {
+                self.left
+                    .rows
+                    .iter()
+                    .map(|row| Self::key(r, row, true))
+                    .collect()
+            })
+            .collect();
+        let rk: Vec<Vec<Option<String>>> = self
+            .rules
+            .iter()
+            .map(|r| {
+                self.right
+                    .rows
+                    .iter()
+                    .map(|row| Self::key(r, row, false))
+                    .collect()
+            })
+            .collect();
+        for &(i, j) in candidates {
+            let g = self.gamma(i, j);
+            let rule = (0..self.rules.len())
+                .find(|&q| matches!((&lk[q][i as usize], &rk[q][j as usize]), (Some(a), Some(b)) if a == b))
+                .unwrap_or(0);
+            *rule_patterns[rule].entry(g.clone()).or_default() += 1.0;
+            *patterns.entry(g).or_default() += 1.0;
+        }
+        let mut m: Vec<Vec<f64>> = levels
+            .iter()
+            .map(|&l| {
+                (0..l)
+                    .map(|k| 0.9f64.powi(k as i32 * 3 + 1))
+                    .collect::<Vec<_>>()
+            })
+            .map(|v| normalise(&v, 0.0))
+            .collect();
+        let mut m_sum: Vec<Vec<f64>> = levels.iter().map(|&l| vec![0.0; l]).collect();
+        let mut m_sessions = vec![0.0f64; levels.len()];
+        for (r, pats) in rule_patterns.iter().enumerate() {
+            if pats.is_empty() {
+                continue;
+            }
+            let fixed: Vec<bool> = self
+                .cols
+                .iter()
+                .map(|&(l, _)| {
+                    self.rules
+                        .get(r)
+                        .is_some_and(|rule| rule.iter().any(|e| e.left == l))
+                })
+                .collect();
+            let free: Vec<bool> = fixed.iter().map(|f| !f).collect();
+            let session_m = em(pats, &u, m.clone(), &free, &free, 0.3);
+            for c in 0..levels.len() {
+                if !fixed[c] {
+                    for k in 0..levels[c] {
+                        m_sum[c][k] += session_m.0[c][k];
+                    }
+                    m_sessions[c] += 1.0;
+                }
+            }
+        }
+        for c in 0..levels.len() {
+            if m_sessions[c] > 0.0 {
+                m[c] = m_sum[c].iter().map(|v| v / m_sessions[c]).collect();
+            }
+        }
+        // With m and u fixed, the share of matches among the candidates gives the prior.
+        let (none, all) = (vec![false; levels.len()], vec![true; levels.len()]);
+        let (_, lambda) = em(&patterns, &u, m.clone(), &none, &all, 0.3);
+        let expected_matches = lambda * candidates.len() as f64;
+        let prior = (expected_matches / self.total_pairs().max(1.0)).clamp(FLOOR, 1.0 - FLOOR);
+        let comparisons = self
+            .settings
+            .comparisons
+            .iter()
+            .zip(m)
+            .zip(u)
+            .map(|((spec, m), u)| TrainedComparison {
+                spec: spec.clone(),
+                labels: spec.method.level_labels(),
+                m,
+                u,
+            })
+            .collect();
+        Model {
+            settings: self.settings.clone(),
+            comparisons,
+            prior,
+        }
+    }
+
+    fn term_weight(&self, model: &Model, c: usize, level: u8, value: &str) -> f64 {
+        if level == 0 {
+            return 0.0;
+        }
+        let tc = &model.comparisons[c];
+        let k = level as usize - 1;
+        let u = match (&self.tf[c], level) {
+            (Some(tf), 1) => tf.get(value.trim()).copied().unwrap_or(tc.u[k]).max(FLOOR),
+            _ => tc.u[k],
+        };
+        (tc.m[k].max(FLOOR) / u.max(FLOOR)).log2()
+    }
+
+    fn prior_weight(model: &Model) -> f64 {
+        (model.prior / (1.0 - model.prior)).log2()
+    }
+
+    pub fn score_pair(&self, model: &Model, i: u32, j: u32) -> Scored {
+        let g = self.gamma(i, j);
+        let a = &self.left.rows[i as usize];
+        let mut weight = Self::prior_weight(model);
+        for (c, level) in g.into_iter().enumerate() {
+            weight += self.term_weight(model, c, level, &a[self.cols[c].0]);
+        }
+        Scored {
+            left: i,
+            right: j,
+            weight,
+            probability: probability(weight),
+        }
+    }
+
+    /// Scores every candidate pair on all cores.
+    pub fn score(&self, model: &Model, candidates: &[(u32, u32)]) -> Vec<Scored> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let chunk = candidates.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = candidates
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|&(i, j)| self.score_pair(model, i, j))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("scoring threads do not panic"))
+                .collect()
+        })
+    }
+
+    pub fn explain(&self, model: &Model, i: u32, j: u32) -> Explanation {
+        let g = self.gamma(i, j);
+        let (a, b) = (&self.left.rows[i as usize], &self.right.rows[j as usize]);
+        let prior_weight = Self::prior_weight(model);
+        let mut weight = prior_weight;
+        let terms = g
+            .into_iter()
+            .enumerate()
+            .map(|(c, level)| {
+                let (l, r) = self.cols[c];
+                let w = self.term_weight(model, c, level, &a[l]);
+                weight += w;
+                let tc = &model.comparisons[c];
+                Term {
+                    comparison: tc.spec.name.clone(),
+                    level: if level == 0 {
+                        "null".into()
+                    } else {
+                        tc.labels[level as usize - 1].clone()
+                    },
+                    left: a[l].clone(),
+                    right: b[r].clone(),
+                    weight: w,
+                }
+            })
+            .collect();
+        Explanation {
+            prior_weight,
+            terms,
+            weight,
+            probability: probability(weight),
+        }
+    }
+
+    pub fn decide(&self, p: f64) -> Decision {
+        if p >= self.settings.match_threshold {
+            Decision::Match
+        } else if p >= self.settings.review_threshold {
+            Decision::Review
+        } else {
+            Decision::NonMatch
+        }
+    }
+}
+
+pub fn probability(weight: f64) -> f64 {
+    1.0 / (1.0 + (-weight).exp2())
+}
+
+fn normalise(counts: &[f64], smoothing: f64) -> Vec<f64> {
+    let total: f64 = counts.iter().sum::<f64>() + smoothing * counts.len() as f64;
+    counts
+        .iter()
+        .map(|c| ((c + smoothing) / total.max(FLOOR)).max(FLOOR))
+        .collect()
+}
+
+/// Expectation-maximisation over level patterns and their counts, with u fixed: re-estimates
+/// m for the comparisons in `train` and the match share, using the comparisons in `use_c` as
+/// evidence (a blocking rule's own comparisons say nothing about its pairs).
+fn em(
+    patterns: &HashMap<Vec<u8>, f64>,
+    u: &[Vec<f64>],
+    mut m: Vec<Vec<f64>>,
+    train: &[bool],
+    use_c: &[bool],
+    mut lambda: f64,
+) -> (Vec<Vec<f64>>, f64) {
+    let pats: Vec<(&Vec<u8>, f64)> = patterns.iter().map(|(k, v)| (k, *v)).collect();
+    let total: f64 = pats.iter().map(|(_, n)| n).sum();
+    for _ in 0..60 {
+        let mut m_acc: Vec<Vec<f64>> = m.iter().map(|l| vec![0.0; l.len()]).collect();
+        let mut matches = 0.0;
+        for (g, n) in &pats {
+            let (mut pm, mut pu) = (lambda, 1.0 - lambda);
+            for (c, &level) in g.iter().enumerate() {
+                if level > 0 && use_c[c] {
+                    pm *= m[c][level as usize - 1];
+                    pu *= u[c][level as usize - 1];
+                }
+            }
+            let post = pm / (pm + pu).max(f64::MIN_POSITIVE);
+            matches += post * n;
+            for (c, &level) in g.iter().enumerate() {
+                if level > 0 {
+                    m_acc[c][level as usize - 1] += post * n;
+                }
+            }
+        }
+        let new_lambda = (matches / total.max(1.0)).clamp(FLOOR, 1.0 - FLOOR);
+        for c in 0..m.len() {
+            if train[c] {
+                m[c] = normalise(&m_acc[c], 1e-3);
+            }
+        }
+        let done = (new_lambda - lambda).abs() < 1e-9;
+        lambda = new_lambda;
+        if done {
+            break;
+        }
+    }
+    (m, lambda)
+}
