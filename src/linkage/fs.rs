@@ -501,10 +501,14 @@ impl<'a> Linker<'a> {
             .collect();
         for &(i, j) in candidates {
             let g = self.gamma(i, j);
-            let rule = (0..self.rules.len())
-                .find(|&q| matches!((&lk[q][i as usize], &rk[q][j as usize]), (Some(a), Some(b)) if a == b))
-                .unwrap_or(0);
-            *rule_patterns[rule].entry(g.clone()).or_default() += 1.0;
+            // Every rule's session sees all the pairs that rule blocks, not only those it was
+            // first to find: otherwise a later rule's pairs are biased against earlier keys.
+            for (q, session) in rule_patterns.iter_mut().enumerate().take(self.rules.len()) {
+                if matches!((&lk[q][i as usize], &rk[q][j as usize]), (Some(a), Some(b)) if a == b)
+                {
+                    *session.entry(g.clone()).or_default() += 1.0;
+                }
+            }
             *patterns.entry(g).or_default() += 1.0;
         }
         let mut m: Vec<Vec<f64>> = levels

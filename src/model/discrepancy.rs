@@ -136,4 +136,10 @@ pub struct Discrepancy {
     /// What identifies this discrepancy across runs of the same period (with `kind`): the
     /// key of the record it is about. Its id is assigned once for this pair and kept.
     pub anchor: String,
+    /// Why records were (or were not) linked: the match-weight waterfall of the best pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
+    /// A probable but unsure link: shown as "possible match, please confirm".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub possible_match: bool,
 }

@@ -227,6 +227,147 @@ fn assign(clusters: &[Cluster], linker: &ExactLinker) -> Vec<Option<usize>> {
     matched
 }
 
+/// Settings of the probabilistic step; see config/linkage-births.toml.
+const LINKAGE_SETTINGS: &str = include_str!("../../config/linkage-births.toml");
+
+/// A link the probabilistic step found where exact keys found none.
+struct ProbableLink {
+    person: usize,
+    probability: f64,
+    evidence: serde_json::Value,
+    /// At or above the match threshold; below it the link awaits an operator's confirmation.
+    sure: bool,
+}
+
+/// Links births that exact keys left unmatched to registry persons born around the period,
+/// with a model trained on every birth and registry person around the period.
+fn probable_links(
+    clusters: &[Cluster],
+    matched: &[Option<usize>],
+    persons: &[Person],
+    params: &Params,
+) -> Vec<Option<ProbableLink>> {
+    use crate::linkage::fs::{Decision, Linker, Settings, Table};
+    let mut out: Vec<Option<ProbableLink>> = clusters.iter().map(|_| None).collect();
+    if matched.iter().all(Option::is_some) {
+        return out;
+    }
+    let (from, to) = (
+        params.period.first_day() - chrono::Duration::days(45),
+        params.period.last_day() + chrono::Duration::days(45),
+    );
+    let near = |d: NaiveDate| d >= from && d <= to;
+    let columns: Vec<String> = [
+        "key",
+        "name",
+        "sex",
+        "birth_date",
+        "mother_id",
+        "child_id",
+        "division",
+    ]
+    .map(String::from)
+    .to_vec();
+    let sex = |s: Sex| {
+        if s.is_known() {
+            s.code().to_owned()
+        } else {
+            String::new()
+        }
+    };
+    let id_text = |id: Option<&IdNumber>| id.map(|i| i.as_str().to_owned()).unwrap_or_default();
+    let mut left = Table {
+        columns: columns.clone(),
+        rows: Vec::new(),
+    };
+    let mut left_index = Vec::new();
+    for (ci, c) in clusters.iter().enumerate() {
+        let Some(&date) = c.birth_dates().first() else {
+            continue;
+        };
+        if !near(date) {
+            continue;
+        }
+        let mother = c
+            .health
+            .and_then(|h| h.mother_id.as_ref())
+            .or_else(|| c.hukou.iter().find_map(|h| h.mother_id.as_ref()));
+        left.rows.push(vec![
+            ci.to_string(),
+            c.name().to_owned(),
+            sex(c.sex()),
+            date.to_string(),
+            id_text(mother),
+            id_text(c.hukou.first().map(|h| &h.id_number)),
+            c.division().unwrap_or_default(),
+        ]);
+        left_index.push(ci);
+    }
+    let mut right = Table {
+        columns,
+        rows: Vec::new(),
+    };
+    let mut right_index = Vec::new();
+    for (pi, p) in persons.iter().enumerate() {
+        let Some(date) = p.birth_date.filter(|d| near(*d)) else {
+            continue;
+        };
+        right.rows.push(vec![
+            pi.to_string(),
+            p.name.clone(),
+            sex(p.sex),
+            date.to_string(),
+            id_text(p.mother_id_number.as_ref()),
+            id_text(p.id_number.as_ref()),
+            division_text(&p.hukou_division).unwrap_or_default(),
+        ]);
+        right_index.push(pi);
+    }
+    if left.rows.is_empty() || right.rows.is_empty() {
+        return out;
+    }
+    let settings =
+        Settings::from_toml(LINKAGE_SETTINGS).expect("the shipped linkage settings are valid");
+    let Ok(linker) = Linker::new(settings, &left, Some(&right)) else {
+        return out;
+    };
+    let candidates = linker.candidates();
+    let model = linker.train(&candidates.pairs);
+    let taken: HashSet<usize> = matched.iter().flatten().copied().collect();
+    let open: Vec<(u32, u32)> = candidates
+        .pairs
+        .into_iter()
+        .filter(|&(i, j)| {
+            matched[left_index[i as usize]].is_none() && !taken.contains(&right_index[j as usize])
+        })
+        .collect();
+    let mut scored = linker.score(&model, &open);
+    scored.sort_by(|a, b| {
+        b.weight
+            .total_cmp(&a.weight)
+            .then(a.left.cmp(&b.left))
+            .then(a.right.cmp(&b.right))
+    });
+    let mut used = HashSet::new();
+    for s in scored {
+        let (ci, pi) = (left_index[s.left as usize], right_index[s.right as usize]);
+        let decision = linker.decide(s.probability);
+        if decision == Decision::NonMatch || out[ci].is_some() || used.contains(&pi) {
+            continue;
+        }
+        used.insert(pi);
+        let evidence =
+            serde_json::to_value(linker.explain(&model, s.left, s.right)).unwrap_or_default();
+        out[ci] = Some(ProbableLink {
+            person: pi,
+            probability: s.probability,
+            evidence,
+            sure: decision == Decision::Match,
+        });
+    }
+    out
+}
+
 pub(super) fn reconcile(
     inputs: &super::Inputs,
     params: &Params,
@@ -234,13 +375,50 @@ pub(super) fn reconcile(
     out: &mut Findings,
 ) {
     let clusters = build_clusters(inputs);
-    let matched = assign(&clusters, linker);
+    let mut matched = assign(&clusters, linker);
     let persons = linker.persons();
-    for (c, m) in clusters.iter().zip(&matched) {
+    let probable = probable_links(&clusters, &matched, persons, params);
+    let mut link_score: Vec<(f64, Option<serde_json::Value>)> = vec![(1.0, None); clusters.len()];
+    let mut possible: Vec<Option<&ProbableLink>> = vec![None; clusters.len()];
+    for (ci, link) in probable.iter().enumerate() {
+        match link {
+            Some(l) if l.sure => {
+                matched[ci] = Some(l.person);
+                link_score[ci] = (l.probability, Some(l.evidence.clone()));
+            }
+            Some(l) => possible[ci] = Some(l),
+            None => {}
+        }
+    }
+    for (ci, (c, m)) in clusters.iter().zip(&matched).enumerate() {
         if !params.period.contains(c.period_date()) {
             continue;
         }
         let person = m.map(|p| &persons[p]);
+        if let (None, Some(l)) = (person, possible[ci]) {
+            let candidate = &persons[l.person];
+            out.push_scored(
+                Finding {
+                    kind: DiscrepancyKind::UnreportedBirth,
+                    division: c.division(),
+                    sources: c.sources(),
+                    registry_key: Some(candidate.person_key.clone()),
+                    fields: Vec::new(),
+                    explanation: format!(
+                        "possible match, please confirm: {} may be registry person {} (match probability {:.2})",
+                        describe(c),
+                        candidate.person_key,
+                        l.probability
+                    ),
+                    anchor: c.anchor(),
+                },
+                l.probability,
+                Some(l.evidence.clone()),
+                true,
+            );
+            continue;
+        }
+        let (score, evidence) = link_score[ci].clone();
         match person {
             None => out.push(Finding {
                 kind: DiscrepancyKind::UnreportedBirth,
@@ -261,20 +439,25 @@ pub(super) fn reconcile(
                 if !fields.is_empty() {
                     let mut names: Vec<String> = fields.iter().map(|f| f.field.clone()).collect();
                     names.dedup();
-                    out.push(Finding {
-                        kind: DiscrepancyKind::BirthConflict,
-                        division: c.division().or_else(|| division_text(&p.hukou_division)),
-                        sources: c.sources(),
-                        registry_key: Some(p.person_key.clone()),
-                        fields,
-                        explanation: format!(
-                            "{} and registry person {} disagree on {}",
-                            describe(c),
-                            p.person_key,
-                            names.join(", ")
-                        ),
-                        anchor: c.anchor(),
-                    });
+                    out.push_scored(
+                        Finding {
+                            kind: DiscrepancyKind::BirthConflict,
+                            division: c.division().or_else(|| division_text(&p.hukou_division)),
+                            sources: c.sources(),
+                            registry_key: Some(p.person_key.clone()),
+                            fields,
+                            explanation: format!(
+                                "{} and registry person {} disagree on {}",
+                                describe(c),
+                                p.person_key,
+                                names.join(", ")
+                            ),
+                            anchor: c.anchor(),
+                        },
+                        score,
+                        evidence.clone(),
+                        false,
+                    );
                 }
             }
         }
@@ -298,7 +481,9 @@ pub(super) fn reconcile(
             }
         }
     }
-    let taken: HashSet<usize> = matched.iter().flatten().copied().collect();
+    let mut taken: HashSet<usize> = matched.iter().flatten().copied().collect();
+    // A registry person named by a possible match is already in front of an operator.
+    taken.extend(possible.iter().flatten().map(|l| l.person));
     for (i, p) in persons.iter().enumerate() {
         if taken.contains(&i) || !p.birth_date.is_some_and(|d| params.period.contains(d)) {
             continue;

@@ -122,6 +122,17 @@ pub(crate) struct Finding {
 
 impl Findings {
     pub(crate) fn push(&mut self, f: Finding) {
+        self.push_scored(f, 1.0, None, false);
+    }
+
+    /// A finding resting on a probabilistic link (or a probable one awaiting confirmation).
+    pub(crate) fn push_scored(
+        &mut self,
+        f: Finding,
+        score: f64,
+        evidence: Option<serde_json::Value>,
+        possible_match: bool,
+    ) {
         let severity = match f.kind {
             DiscrepancyKind::UnreportedBirth | DiscrepancyKind::UnregisteredChild => Severity::High,
             DiscrepancyKind::DuplicateRegistryRecord | DiscrepancyKind::InvalidIdentifier => {
@@ -134,12 +145,14 @@ impl Findings {
             period: self.period.clone(),
             division: f.division,
             severity,
-            score: 1.0,
+            score: (score * 1000.0).round() / 1000.0,
             sources: f.sources,
             registry_key: f.registry_key,
             fields: f.fields,
             explanation: f.explanation,
             anchor: f.anchor,
+            evidence,
+            possible_match,
         });
     }
 }

@@ -504,6 +504,10 @@ impl Generator {
             health.mother_id = self.typo_id(&health.mother_id);
             self.truth("invalid_identifier", "health.births", health.cert.clone());
         }
+        // A name emptied here cannot carry a homophone, so empty names are drawn first.
+        if self.chance(0.05) {
+            health.child_name.clear();
+        }
         if self.chance(0.03)
             && !health.child_name.is_empty()
             && health.child_name == child.name
@@ -520,9 +524,6 @@ impl Generator {
                     self.truth("birth_conflict", "health.births", health.cert.clone());
                 }
             }
-        }
-        if self.chance(0.05) {
-            health.child_name.clear();
         }
     }
 

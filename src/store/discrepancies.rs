@@ -37,6 +37,9 @@ pub struct SaveSummary {
 /// Review statuses an operator may set.
 pub const REVIEW_STATUSES: &[&str] = &["open", "confirmed", "resolved", "dismissed"];
 
+/// Statuses that still want an operator's attention, as the report lists them.
+pub const UNRESOLVED_STATUSES: &[&str] = &["open", "possible_match", "confirmed"];
+
 impl Store {
     /// Saves the discrepancies found for `period`, keeping ids stable: one already known by
     /// (kind, anchor) keeps its id and, if its content is unchanged, its review status. A
@@ -110,20 +113,20 @@ impl Store {
                     tx.execute(
                         "INSERT INTO discrepancies (id, period, seq, kind, anchor, division, severity, status, score,
                            registry_key, body, fingerprint, first_seen, last_seen)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?10, ?11, ?12, ?12)",
-                        params![id, period, seq, k.0, k.1, d.division, d.severity.name(), d.score, d.registry_key, body, fingerprint, at],
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?13, ?8, ?9, ?10, ?11, ?12, ?12)",
+                        params![id, period, seq, k.0, k.1, d.division, d.severity.name(), d.score, d.registry_key, body, fingerprint, at, initial_status(d)],
                     )?;
                     tx.execute(
                         "INSERT INTO discrepancy_history (discrepancy_id, at, actor, from_status, to_status, note)
-                         VALUES (?1, ?2, 'system', NULL, 'open', 'found by reconciliation')",
-                        params![id, at],
+                         VALUES (?1, ?2, 'system', NULL, ?3, 'found by reconciliation')",
+                        params![id, at, initial_status(d)],
                     )?;
                     summary.new += 1;
                 }
             }
         }
         for (k, (id, status, _)) in &known {
-            if !seen.contains(k) && matches!(status.as_str(), "open" | "confirmed") {
+            if !seen.contains(k) && UNRESOLVED_STATUSES.contains(&status.as_str()) {
                 set_status(
                     &tx,
                     id,
@@ -231,6 +234,15 @@ impl Store {
             params![period, as_of, started_at, now(), summary],
         )?;
         Ok(())
+    }
+}
+
+/// New discrepancies are `open`, or `possible_match` when they rest on an unsure link.
+fn initial_status(d: &Discrepancy) -> &'static str {
+    if d.possible_match {
+        "possible_match"
+    } else {
+        "open"
     }
 }
 

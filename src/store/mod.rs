@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::model::{Feed, Record};
 
-pub use discrepancies::{HistoryEntry, SaveSummary, StoredDiscrepancy};
+pub use discrepancies::{HistoryEntry, SaveSummary, StoredDiscrepancy, UNRESOLVED_STATUSES};
 pub use files::{FileWriter, LandedFile, UpsertOutcome};
 pub use quarantine::{QuarantineEntry, QuarantineStatus};
 

@@ -134,6 +134,8 @@ fn finding(kind: DiscrepancyKind, anchor: &str, explanation: &str) -> Discrepanc
         fields: vec![],
         explanation: explanation.into(),
         anchor: anchor.into(),
+        evidence: None,
+        possible_match: false,
     }
 }
 
