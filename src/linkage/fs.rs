@@ -539,8 +539,8 @@ impl<'a> Linker<'a> {
             let session_m = em(pats, &u, m.clone(), &free, &free, 0.3);
             for c in 0..levels.len() {
                 if !fixed[c] {
-                    for k in 0..levels[c] {
-                        m_sum[c][k] += session_m.0[c][k];
+                    for (acc, v) in m_sum[c].iter_mut().zip(&session_m.0[c]) {
+                        *acc += v;
                     }
                     m_sessions[c] += 1.0;
                 }

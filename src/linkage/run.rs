@@ -40,8 +40,11 @@ pub struct LinkJob<'a> {
     pub truth_column: Option<String>,
 }
 
+/// Every scored candidate pair with what was decided for it, best first.
+pub type Decided = Vec<(Scored, Decision)>;
+
 /// Runs a link or dedupe job; returns the report, the model used and the decided pairs.
-pub fn run(job: LinkJob) -> anyhow::Result<(LinkReport, Model, Vec<(Scored, Decision)>)> {
+pub fn run(job: LinkJob) -> anyhow::Result<(LinkReport, Model, Decided)> {
     let started = Instant::now();
     let linker = Linker::new(job.settings.clone(), job.left, job.right)?;
     let cand = linker.candidates();
