@@ -432,6 +432,19 @@ fn link(
         report.candidate_pairs, report.pairs_per_rule
     );
     println!("matches: {}, reviews: {}", report.matches, report.reviews);
+    if right_t.is_none() {
+        let ids = crate::linkage::run::clusters(left_t.rows.len(), &decided);
+        let mut sizes = std::collections::HashMap::new();
+        for c in &ids {
+            *sizes.entry(*c).or_insert(0u32) += 1;
+        }
+        let multi = sizes.values().filter(|n| **n > 1).count();
+        println!(
+            "clusters: {} records in {} clusters, {multi} with more than one record",
+            ids.len(),
+            sizes.len()
+        );
+    }
     println!(
         "time: train {:.3} s, score {:.3} s, total {:.3} s; {:.0} pairs scored per second per core",
         report.train_seconds,

@@ -141,10 +141,11 @@ fn id_level(a: &str, b: &str) -> u8 {
     if x.len() != y.len() {
         return 5;
     }
+    // A typo leaves the written check character as it was, so a mistyped number differs from
+    // the true one in one position (or two swapped); two different valid numbers with the same
+    // birth date differ in the sequence and in the check character as well.
     let diffs: Vec<usize> = (0..x.len()).filter(|&i| x[i] != y[i]).collect();
-    // The check character follows from the rest: a typo in the body changes it too.
-    let body_diffs: Vec<usize> = diffs.iter().copied().filter(|&i| i + 1 < x.len()).collect();
-    match body_diffs.as_slice() {
+    match diffs.as_slice() {
         [_] => 3,
         [i, j] if *j == i + 1 && x[*i] == y[*j] && x[*j] == y[*i] => 4,
         _ => 5,
@@ -252,6 +253,8 @@ mod tests {
         assert_eq!(m.compare("41062219900101231X", "41062219900101241X"), 3);
         assert_eq!(m.compare("41062219900101231X", "41062219900110231X"), 4);
         assert_eq!(m.compare("41062219900101231X", "110105194912310021"), 5);
+        // Two valid numbers of people born the same day: sequence and check differ.
+        assert_eq!(m.compare("410622199105224771", "410622199105220770"), 5);
         assert_eq!(m.compare("", "110105194912310021"), 0);
     }
 

@@ -735,3 +735,102 @@ fn em(
     }
     (m, lambda)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: &[[&str; 4]]) -> Table {
+        Table {
+            columns: ["id", "name", "dob", "town"].map(String::from).to_vec(),
+            rows: rows
+                .iter()
+                .map(|r| r.iter().map(|v| (*v).to_owned()).collect())
+                .collect(),
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings::from_toml(
+            r#"
+unique_id = "id"
+u_sample = 5000
+[[blocking]]
+keys = ["dob"]
+[[blocking]]
+keys = ["prefix(name, 1)"]
+[[comparisons]]
+name = "name"
+column = "name"
+method = { type = "chinese_name" }
+tf = true
+[[comparisons]]
+name = "dob"
+column = "dob"
+method = { type = "date" }
+[[comparisons]]
+name = "town"
+column = "town"
+method = { type = "exact" }
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn each_candidate_pair_is_generated_once_and_counted_by_its_rule() {
+        let left = table(&[
+            ["1", "王伟", "2001-01-01", "a"],
+            ["2", "王芳", "2001-01-01", "b"],
+        ]);
+        let right = table(&[
+            ["x", "王伟", "2001-01-01", "a"],
+            ["y", "李娜", "2001-01-01", "b"],
+            ["z", "王娜", "1999-01-01", "c"],
+        ]);
+        let linker = Linker::new(settings(), &left, Some(&right)).unwrap();
+        let c = linker.candidates();
+        let mut pairs = c.pairs.clone();
+        pairs.sort_unstable();
+        pairs.dedup();
+        assert_eq!(pairs.len(), c.pairs.len(), "no pair twice");
+        // dob: (1,x) (1,y) (2,x) (2,y); then name prefix 王 adds (1,z) (2,z) only.
+        assert_eq!(c.per_rule, vec![4, 2]);
+    }
+
+    #[test]
+    fn the_waterfall_adds_up_and_a_saved_model_scores_the_same() {
+        let left = table(&[
+            ["1", "王梓涵", "2001-01-01", "a"],
+            ["2", "李娜", "1990-05-06", "b"],
+            ["3", "张伟", "1985-02-03", "c"],
+        ]);
+        let right = table(&[
+            ["x", "王子涵", "2001-01-01", "a"],
+            ["y", "李娜", "1990-05-06", "b"],
+            ["z", "张伟", "1970-07-07", "d"],
+        ]);
+        let linker = Linker::new(settings(), &left, Some(&right)).unwrap();
+        let cand = linker.candidates();
+        let model = linker.train(&cand.pairs);
+        let e = linker.explain(&model, 0, 0);
+        let sum: f64 = e.prior_weight + e.terms.iter().map(|t| t.weight).sum::<f64>();
+        assert!((sum - e.weight).abs() < 1e-9);
+        assert_eq!(e.terms[0].level, "same pinyin");
+        assert!(
+            e.terms[1].weight > 0.0,
+            "an exact birth date is evidence for a match: {e:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.json");
+        model.save(&path).unwrap();
+        let reloaded = Model::load(&path).unwrap();
+        assert_eq!(reloaded, model);
+        for &(i, j) in &cand.pairs {
+            assert_eq!(
+                linker.score_pair(&model, i, j),
+                linker.score_pair(&reloaded, i, j)
+            );
+        }
+    }
+}

@@ -217,3 +217,63 @@ pub fn write_pairs(
     w.flush()?;
     Ok(())
 }
+
+/// Groups records linked by matches into clusters (deduplication): a cluster id per record,
+/// the smallest record index in its cluster.
+pub fn clusters(records: usize, decided: &[(Scored, Decision)]) -> Vec<usize> {
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut parent: Vec<usize> = (0..records).collect();
+    for (s, d) in decided {
+        if *d == Decision::Match {
+            let (a, b) = (
+                find(&mut parent, s.left as usize),
+                find(&mut parent, s.right as usize),
+            );
+            let (lo, hi) = (a.min(b), a.max(b));
+            parent[hi] = lo;
+        }
+    }
+    (0..records).map(|i| find(&mut parent, i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(l: u32, r: u32) -> (Scored, Decision) {
+        (
+            Scored {
+                left: l,
+                right: r,
+                weight: 10.0,
+                probability: 0.99,
+            },
+            Decision::Match,
+        )
+    }
+
+    #[test]
+    fn matches_chain_into_clusters() {
+        let decided = vec![
+            scored(0, 3),
+            scored(3, 5),
+            scored(1, 2),
+            (
+                Scored {
+                    left: 4,
+                    right: 6,
+                    weight: -3.0,
+                    probability: 0.1,
+                },
+                Decision::NonMatch,
+            ),
+        ];
+        assert_eq!(clusters(7, &decided), vec![0, 1, 1, 0, 4, 0, 6]);
+    }
+}
