@@ -1,5 +1,11 @@
 //! Comparisons with ordered levels, best first, Splink-style. Level 0 is "null": one side has
 //! no value, so the comparison gives no evidence either way.
+//!
+//! Values are prepared once per record ([`Method::prepare`]: identity numbers normalised,
+//! dates parsed, names split into characters with their pinyin readings) so that comparing a
+//! pair allocates nothing; millions of pairs are compared per run.
+
+use std::hash::{Hash, Hasher};
 
 use chrono::{Datelike, NaiveDate};
 use pinyin::ToPinyinMulti;
@@ -11,8 +17,9 @@ use crate::model::IdNumber;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Method {
-    /// Exact | legacy 15-digit form of the same number | one substituted digit | two adjacent
-    /// digits swapped | else.
+    /// Exact | legacy 15-digit form of the same number | one substituted character | two
+    /// adjacent characters swapped | different | both valid and different (two people: a person
+    /// holds one number, so this level is never a match).
     IdNumber,
     /// Exact | same characters in another order | same pinyin (every reading, with the surname
     /// readings of 曾 单 仇 区 解) | one character different | else. Characters, not bytes.
@@ -29,6 +36,27 @@ pub enum Method {
     Levenshtein { bounds: Vec<usize> },
 }
 
+/// A value ready for comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    Empty,
+    Text(Box<str>),
+    Id {
+        normalised: Box<[u8]>,
+        raw_len: usize,
+        valid: bool,
+    },
+    Name {
+        chars: Box<[char]>,
+        sorted: Box<[char]>,
+        readings: Box<[Box<[u64]>]>,
+    },
+    Date(Option<NaiveDate>, Box<str>),
+}
+
+/// The level of an identity-number comparison that can never be a match.
+pub const ID_BOTH_VALID_DIFFERENT: u8 = 6;
+
 impl Method {
     /// Labels of levels 1..=n (level 0 is null).
     pub fn level_labels(&self) -> Vec<String> {
@@ -37,9 +65,10 @@ impl Method {
             Method::IdNumber => fixed(&[
                 "exact",
                 "legacy 15-digit form",
-                "one digit substituted",
-                "adjacent digits swapped",
+                "one character substituted",
+                "adjacent characters swapped",
                 "different",
+                "both valid and different",
             ]),
             Method::ChineseName => fixed(&[
                 "exact",
@@ -72,30 +101,98 @@ impl Method {
         self.level_labels().len()
     }
 
-    /// The level of a pair of values: 0 when either is empty, else 1 (best) ..= level_count().
-    pub fn compare(&self, a: &str, b: &str) -> u8 {
-        let (a, b) = (a.trim(), b.trim());
-        if a.is_empty() || b.is_empty() {
-            return 0;
+    /// A level whose m probability is fixed near zero whatever EM says, because it rules a
+    /// match out: two valid, different identity numbers are two people (twins look alike
+    /// otherwise).
+    pub fn impossible_level(&self) -> Option<u8> {
+        matches!(self, Method::IdNumber).then_some(ID_BOTH_VALID_DIFFERENT)
+    }
+
+    /// Prepares one value for comparison.
+    pub fn prepare(&self, value: &str) -> Prepared {
+        let v = value.trim();
+        if v.is_empty() {
+            return Prepared::Empty;
         }
         match self {
-            Method::IdNumber => id_level(a, b),
-            Method::ChineseName => name_level(a, b),
-            Method::Date => date_level(a, b),
+            Method::IdNumber => {
+                let raw_len = v.chars().filter(|c| !c.is_whitespace()).count();
+                match IdNumber::parse(v) {
+                    Some(id) => Prepared::Id {
+                        normalised: id.as_str().as_bytes().into(),
+                        raw_len,
+                        valid: id.is_valid(),
+                    },
+                    None => Prepared::Empty,
+                }
+            }
+            Method::ChineseName => {
+                let chars: Box<[char]> = v.chars().filter(|c| !c.is_whitespace()).collect();
+                let mut sorted = chars.to_vec();
+                sorted.sort_unstable();
+                let readings = chars
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| readings(*c, i == 0))
+                    .collect();
+                Prepared::Name {
+                    chars,
+                    sorted: sorted.into(),
+                    readings,
+                }
+            }
+            Method::Date => Prepared::Date(parse_any_date(v), v.into()),
+            _ => Prepared::Text(v.into()),
+        }
+    }
+
+    /// The level of a pair of values: 0 when either is empty, else 1 (best) ..= level_count().
+    pub fn compare(&self, a: &str, b: &str) -> u8 {
+        self.compare_prepared(&self.prepare(a), &self.prepare(b))
+    }
+
+    pub fn compare_prepared(&self, a: &Prepared, b: &Prepared) -> u8 {
+        match (a, b) {
+            (Prepared::Empty, _) | (_, Prepared::Empty) => 0,
+            (
+                Prepared::Id {
+                    normalised: x,
+                    raw_len: lx,
+                    valid: vx,
+                },
+                Prepared::Id {
+                    normalised: y,
+                    raw_len: ly,
+                    valid: vy,
+                },
+            ) => id_level(x, *lx, *vx, y, *ly, *vy),
+            (
+                Prepared::Name {
+                    chars: x,
+                    sorted: sx,
+                    readings: rx,
+                },
+                Prepared::Name {
+                    chars: y,
+                    sorted: sy,
+                    readings: ry,
+                },
+            ) => name_level(x, sx, rx, y, sy, ry),
+            (Prepared::Date(x, tx), Prepared::Date(y, ty)) => date_level(*x, tx, *y, ty),
+            (Prepared::Text(a), Prepared::Text(b)) => self.text_level(a, b),
+            _ => 0,
+        }
+    }
+
+    fn text_level(&self, a: &str, b: &str) -> u8 {
+        match self {
             Method::Division => {
                 if a == b {
                     1
-                } else if a.len() >= 4 && b.len() >= 4 && a[..4] == b[..4] {
+                } else if a.len() >= 4 && b.len() >= 4 && a.as_bytes()[..4] == b.as_bytes()[..4] {
                     2
                 } else {
                     3
-                }
-            }
-            Method::Exact => {
-                if a == b {
-                    1
-                } else {
-                    2
                 }
             }
             Method::JaroWinkler { thresholds } => {
@@ -120,34 +217,33 @@ impl Method {
                     .map(|i| i as u8 + 2)
                     .unwrap_or(bounds.len() as u8 + 2)
             }
+            _ => {
+                if a == b {
+                    1
+                } else {
+                    2
+                }
+            }
         }
     }
 }
 
-fn id_level(a: &str, b: &str) -> u8 {
-    let (na, nb) = (IdNumber::parse(a), IdNumber::parse(b));
-    let (na, nb) = match (&na, &nb) {
-        (Some(x), Some(y)) => (x.as_str(), y.as_str()),
-        _ => (a, b),
-    };
-    if na == nb {
-        return if a.chars().count() == b.chars().count() {
-            1
-        } else {
-            2
-        };
+fn id_level(x: &[u8], lx: usize, vx: bool, y: &[u8], ly: usize, vy: bool) -> u8 {
+    if x == y {
+        return if lx == ly { 1 } else { 2 };
     }
-    let (x, y): (Vec<char>, Vec<char>) = (na.chars().collect(), nb.chars().collect());
+    if vx && vy {
+        return ID_BOTH_VALID_DIFFERENT;
+    }
     if x.len() != y.len() {
         return 5;
     }
     // A typo leaves the written check character as it was, so a mistyped number differs from
-    // the true one in one position (or two swapped); two different valid numbers with the same
-    // birth date differ in the sequence and in the check character as well.
-    let diffs: Vec<usize> = (0..x.len()).filter(|&i| x[i] != y[i]).collect();
-    match diffs.as_slice() {
-        [_] => 3,
-        [i, j] if *j == i + 1 && x[*i] == y[*j] && x[*j] == y[*i] => 4,
+    // the true one in one position (or two swapped).
+    let mut diffs = (0..x.len()).filter(|&i| x[i] != y[i]);
+    match (diffs.next(), diffs.next(), diffs.next()) {
+        (Some(_), None, _) => 3,
+        (Some(i), Some(j), None) if j == i + 1 && x[i] == y[j] && x[j] == y[i] => 4,
         _ => 5,
     }
 }
@@ -164,57 +260,73 @@ const SURNAME_READINGS: &[(char, &str)] = &[
     ('盖', "ge"),
 ];
 
-fn readings(c: char, first: bool) -> Vec<&'static str> {
-    let mut out: Vec<&'static str> = c
+fn reading_hash(r: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    r.hash(&mut h);
+    h.finish()
+}
+
+/// Every toneless reading of a character (as hashes), with its surname reading first in a name.
+fn readings(c: char, first: bool) -> Box<[u64]> {
+    let mut out: Vec<u64> = c
         .to_pinyin_multi()
-        .map(|m| m.into_iter().map(|p| p.plain()).collect())
+        .map(|m| m.into_iter().map(|p| reading_hash(p.plain())).collect())
         .unwrap_or_default();
     if first {
         out.extend(
             SURNAME_READINGS
                 .iter()
                 .filter(|(s, _)| *s == c)
-                .map(|(_, r)| *r),
+                .map(|(_, r)| reading_hash(r)),
         );
     }
-    out
+    out.into()
 }
 
-pub fn same_pinyin(a: &[char], b: &[char]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).enumerate().all(|(i, (x, y))| {
-            if x == y {
-                return true;
-            }
-            let rx = readings(*x, i == 0);
-            let ry = readings(*y, i == 0);
-            !rx.is_empty() && rx.iter().any(|r| ry.contains(r))
-        })
+fn same_pinyin(x: &[char], rx: &[Box<[u64]>], y: &[char], ry: &[Box<[u64]>]) -> bool {
+    x.len() == y.len()
+        && (0..x.len())
+            .all(|i| x[i] == y[i] || (!rx[i].is_empty() && rx[i].iter().any(|r| ry[i].contains(r))))
 }
 
-fn name_level(a: &str, b: &str) -> u8 {
-    if a == b {
-        return 1;
-    }
-    let x: Vec<char> = a.chars().filter(|c| !c.is_whitespace()).collect();
-    let y: Vec<char> = b.chars().filter(|c| !c.is_whitespace()).collect();
+fn name_level(
+    x: &[char],
+    sx: &[char],
+    rx: &[Box<[u64]>],
+    y: &[char],
+    sy: &[char],
+    ry: &[Box<[u64]>],
+) -> u8 {
     if x == y {
         return 1;
     }
-    let mut sx = x.clone();
-    let mut sy = y.clone();
-    sx.sort_unstable();
-    sy.sort_unstable();
     if sx == sy {
         return 2;
     }
-    if same_pinyin(&x, &y) {
+    if same_pinyin(x, rx, y, ry) {
         return 3;
     }
-    if strsim::generic_levenshtein(&x, &y) == 1 {
+    if one_edit_apart(x, y) {
         return 4;
     }
     5
+}
+
+/// Whether one substitution, insertion or deletion turns `x` into `y`.
+fn one_edit_apart(x: &[char], y: &[char]) -> bool {
+    let (short, long) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+    match long.len() - short.len() {
+        0 => x.iter().zip(y).filter(|(a, b)| a != b).count() == 1,
+        1 => {
+            let first = short
+                .iter()
+                .zip(long)
+                .position(|(a, b)| a != b)
+                .unwrap_or(short.len());
+            short[first..] == long[first + 1..]
+        }
+        _ => false,
+    }
 }
 
 pub fn parse_any_date(s: &str) -> Option<NaiveDate> {
@@ -224,9 +336,9 @@ pub fn parse_any_date(s: &str) -> Option<NaiveDate> {
         .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
 }
 
-fn date_level(a: &str, b: &str) -> u8 {
-    let (Some(x), Some(y)) = (parse_any_date(a), parse_any_date(b)) else {
-        return if a == b { 1 } else { 5 };
+fn date_level(x: Option<NaiveDate>, tx: &str, y: Option<NaiveDate>, ty: &str) -> u8 {
+    let (Some(x), Some(y)) = (x, y) else {
+        return if tx == ty { 1 } else { 5 };
     };
     if x == y {
         1
@@ -252,9 +364,17 @@ mod tests {
         assert_eq!(m.compare("410622900101231", "41062219900101231X"), 2);
         assert_eq!(m.compare("41062219900101231X", "41062219900101241X"), 3);
         assert_eq!(m.compare("41062219900101231X", "41062219900110231X"), 4);
-        assert_eq!(m.compare("41062219900101231X", "110105194912310021"), 5);
-        // Two valid numbers of people born the same day: sequence and check differ.
-        assert_eq!(m.compare("410622199105224771", "410622199105220770"), 5);
+        assert_eq!(m.compare("41062219900101231X", "4106221990010123"), 5);
+        assert_eq!(
+            m.compare("41062219900101231X", "110105194912310021"),
+            5,
+            "the second is invalid"
+        );
+        // Two valid numbers of people born the same day: two people, whatever else agrees.
+        assert_eq!(
+            m.compare("410622199105224771", "410622199105220770"),
+            ID_BOTH_VALID_DIFFERENT
+        );
         assert_eq!(m.compare("", "110105194912310021"), 0);
     }
 
@@ -267,6 +387,7 @@ mod tests {
         assert_eq!(m.compare("曾伟", "增伟"), 3, "曾 read zeng as a surname");
         assert_eq!(m.compare("单丽", "善丽"), 3, "单 read shan as a surname");
         assert_eq!(m.compare("王梓涵", "王梓林"), 4);
+        assert_eq!(m.compare("欧阳娜", "欧阳娜娜"), 4, "one character more");
         assert_eq!(m.compare("王梓涵", "李娜"), 5);
     }
 

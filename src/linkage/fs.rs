@@ -12,7 +12,7 @@ use pinyin::ToPinyin;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::compare::Method;
+use super::compare::{Method, Prepared};
 
 /// A table of text values, one row per record.
 #[derive(Debug, Clone, Default)]
@@ -255,8 +255,11 @@ pub struct Linker<'a> {
     cols: Vec<(usize, usize)>,
     methods: Vec<Method>,
     rules: Vec<Vec<KeyExpr>>,
-    /// Per comparison with `tf`: value -> share of records holding it.
-    tf: Vec<Option<HashMap<String, f64>>>,
+    /// Per comparison, every left and right value prepared once for comparison.
+    prep_left: Vec<Vec<Prepared>>,
+    prep_right: Option<Vec<Vec<Prepared>>>,
+    /// Per comparison with `tf`: for each left record, the share of records holding its value.
+    tf_left: Vec<Option<Vec<f64>>>,
     left_ids: usize,
     right_ids: usize,
 }
@@ -267,7 +270,54 @@ pub struct Candidates {
     pub per_rule: Vec<u64>,
 }
 
+/// The comparison levels of many pairs, `width` levels per pair, in pair order.
+pub struct Gammas {
+    pub width: usize,
+    pub levels: Vec<u8>,
+}
+
+impl Gammas {
+    pub fn of(&self, pair: usize) -> &[u8] {
+        &self.levels[pair * self.width..(pair + 1) * self.width]
+    }
+}
+
 const FLOOR: f64 = 1e-9;
+/// m of a level that rules a match out (two valid, different identity numbers).
+const IMPOSSIBLE_M: f64 = 1e-6;
+
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Runs `f` over chunks of `items` on all cores and concatenates the results in order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+    let chunk = items.len().div_ceil(threads()).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| s.spawn(|| f(part)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker threads do not panic"))
+            .collect()
+    })
+}
+
+/// Packs a pattern of levels (each below 16, at most 16 comparisons) into one key.
+fn pack(levels: &[u8]) -> u64 {
+    levels
+        .iter()
+        .enumerate()
+        .fold(0, |k, (c, &l)| k | (u64::from(l) << (4 * c)))
+}
+
+fn unpack(key: u64, c: usize) -> u8 {
+    ((key >> (4 * c)) & 0xF) as u8
+}
 
 impl<'a> Linker<'a> {
     pub fn new(
@@ -275,6 +325,7 @@ impl<'a> Linker<'a> {
         left: &'a Table,
         right: Option<&'a Table>,
     ) -> anyhow::Result<Linker<'a>> {
+        anyhow::ensure!(settings.comparisons.len() <= 16, "at most 16 comparisons");
         let dedupe = right.is_none();
         let right = right.unwrap_or(left);
         let right_names: HashMap<String, String> = settings
@@ -284,6 +335,11 @@ impl<'a> Linker<'a> {
             .collect();
         let mut cols = Vec::new();
         for c in &settings.comparisons {
+            anyhow::ensure!(
+                c.method.level_count() < 16,
+                "comparison {}: too many levels",
+                c.name
+            );
             let l = left.column(&c.column).ok_or_else(|| {
                 anyhow::anyhow!(
                     "comparison {}: no column '{}' on the left",
@@ -313,13 +369,41 @@ impl<'a> Linker<'a> {
         let right_ids = right
             .column(&settings.unique_id)
             .ok_or_else(|| anyhow::anyhow!("no id column '{}' on the right", settings.unique_id))?;
-        let mut tf = Vec::new();
+        let methods: Vec<Method> = settings
+            .comparisons
+            .iter()
+            .map(|c| c.method.clone())
+            .collect();
+        let prepare = |t: &Table, side: fn(&(usize, usize)) -> usize| -> Vec<Vec<Prepared>> {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = methods
+                    .iter()
+                    .zip(&cols)
+                    .map(|(m, c)| {
+                        let col = side(c);
+                        s.spawn(move || {
+                            t.rows
+                                .iter()
+                                .map(|row| m.prepare(&row[col]))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("preparing values does not panic"))
+                    .collect()
+            })
+        };
+        let prep_left = prepare(left, |c| c.0);
+        let prep_right = (!dedupe).then(|| prepare(right, |c| c.1));
+        let mut tf_left = Vec::new();
         for (c, &(l, r)) in settings.comparisons.iter().zip(&cols) {
             if !c.tf {
-                tf.push(None);
+                tf_left.push(None);
                 continue;
             }
-            let mut counts: HashMap<String, f64> = HashMap::new();
+            let mut counts: HashMap<&str, f64> = HashMap::new();
             let mut total = 0.0f64;
             let sides: Vec<(&Table, usize)> = if dedupe {
                 vec![(left, l)]
@@ -330,19 +414,18 @@ impl<'a> Linker<'a> {
                 for row in &t.rows {
                     let v = row[col].trim();
                     if !v.is_empty() {
-                        *counts.entry(v.to_owned()).or_default() += 1.0;
+                        *counts.entry(v).or_default() += 1.0;
                         total += 1.0;
                     }
                 }
             }
-            counts.values_mut().for_each(|v| *v /= total.max(1.0));
-            tf.push(Some(counts));
+            let shares = left
+                .rows
+                .iter()
+                .map(|row| counts.get(row[l].trim()).copied().unwrap_or(0.0) / total.max(1.0))
+                .collect();
+            tf_left.push(Some(shares));
         }
-        let methods = settings
-            .comparisons
-            .iter()
-            .map(|c| c.method.clone())
-            .collect();
         Ok(Linker {
             settings,
             left,
@@ -351,7 +434,9 @@ impl<'a> Linker<'a> {
             cols,
             methods,
             rules,
-            tf,
+            prep_left,
+            prep_right,
+            tf_left,
             left_ids,
             right_ids,
         })
@@ -429,14 +514,39 @@ impl<'a> Linker<'a> {
         Candidates { pairs, per_rule }
     }
 
+    fn prepared_right(&self, c: usize) -> &[Prepared] {
+        self.prep_right.as_ref().unwrap_or(&self.prep_left)[c].as_slice()
+    }
+
     /// The comparison levels of one pair.
     pub fn gamma(&self, i: u32, j: u32) -> Vec<u8> {
-        let (a, b) = (&self.left.rows[i as usize], &self.right.rows[j as usize]);
-        self.methods
-            .iter()
-            .zip(&self.cols)
-            .map(|(m, &(l, r))| m.compare(&a[l], &b[r]))
-            .collect()
+        let mut out = Vec::with_capacity(self.methods.len());
+        self.gamma_into(i, j, &mut out);
+        out
+    }
+
+    fn gamma_into(&self, i: u32, j: u32, out: &mut Vec<u8>) {
+        for (c, m) in self.methods.iter().enumerate() {
+            out.push(m.compare_prepared(
+                &self.prep_left[c][i as usize],
+                &self.prepared_right(c)[j as usize],
+            ));
+        }
+    }
+
+    /// The levels of every pair, compared once on all cores.
+    pub fn compare_all(&self, pairs: &[(u32, u32)]) -> Gammas {
+        let levels = parallel_map(pairs, |part| {
+            let mut out = Vec::with_capacity(part.len() * self.methods.len());
+            for &(i, j) in part {
+                self.gamma_into(i, j, &mut out);
+            }
+            out
+        });
+        Gammas {
+            width: self.methods.len(),
+            levels,
+        }
     }
 
     fn total_pairs(&self) -> f64 {
@@ -450,6 +560,12 @@ impl<'a> Linker<'a> {
 
     /// Trains u on random pairs and m and the prior by EM on `candidates`.
     pub fn train(&self, candidates: &[(u32, u32)]) -> Model {
+        let gammas = self.compare_all(candidates);
+        self.train_with(candidates, &gammas)
+    }
+
+    /// As [`Linker::train`], with the candidates' levels already computed.
+    pub fn train_with(&self, candidates: &[(u32, u32)], gammas: &Gammas) -> Model {
         let levels: Vec<usize> = self.methods.iter().map(Method::level_count).collect();
         // u: level shares among random pairs, almost all of which are non-matches.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
@@ -458,67 +574,61 @@ impl<'a> Linker<'a> {
             .settings
             .u_sample
             .min((self.total_pairs() as usize).max(1));
-        let mut u_counts: Vec<Vec<f64>> = levels.iter().map(|&l| vec![0.0; l + 1]).collect();
+        let mut random_pairs = Vec::with_capacity(samples);
         if n > 0 && m > 0 {
             for _ in 0..samples {
-                let i = rng.random_range(0..n) as u32;
-                let j = rng.random_range(0..m) as u32;
-                if self.dedupe && i == j {
-                    continue;
+                let (i, j) = (rng.random_range(0..n) as u32, rng.random_range(0..m) as u32);
+                if !(self.dedupe && i == j) {
+                    random_pairs.push((i, j));
                 }
-                for (c, g) in self.gamma(i, j).into_iter().enumerate() {
-                    u_counts[c][g as usize] += 1.0;
-                }
+            }
+        }
+        let random = self.compare_all(&random_pairs);
+        let mut u_counts: Vec<Vec<f64>> = levels.iter().map(|&l| vec![0.0; l + 1]).collect();
+        for p in 0..random_pairs.len() {
+            for (c, &g) in random.of(p).iter().enumerate() {
+                u_counts[c][g as usize] += 1.0;
             }
         }
         let u: Vec<Vec<f64>> = u_counts.iter().map(|c| normalise(&c[1..], 0.5)).collect();
 
-        // Patterns of levels with their counts: EM works on these, not on every pair.
-        let mut patterns: HashMap<Vec<u8>, f64> = HashMap::new();
-        let mut rule_patterns: Vec<HashMap<Vec<u8>, f64>> =
-            vec![HashMap::new(); self.rules.len().max(1)];
-        let lk: Vec<Vec<Option<String>>> = self
-            .rules
-            .iter()
-            .map(|r| {
-                self.left
-                    .rows
-                    .iter()
-                    .map(|row| Self::key(r, row, true))
-                    .collect()
-            })
-            .collect();
-        let rk: Vec<Vec<Option<String>>> = self
-            .rules
-            .iter()
-            .map(|r| {
-                self.right
-                    .rows
-                    .iter()
-                    .map(|row| Self::key(r, row, false))
-                    .collect()
-            })
-            .collect();
-        for &(i, j) in candidates {
-            let g = self.gamma(i, j);
-            // Every rule's session sees all the pairs that rule blocks, not only those it was
-            // first to find: otherwise a later rule's pairs are biased against earlier keys.
-            for (q, session) in rule_patterns.iter_mut().enumerate().take(self.rules.len()) {
+        // Patterns of levels with their counts: EM works on these, not on every pair. Every
+        // rule's session sees all the pairs that rule blocks, not only those it was first to
+        // find: otherwise a later rule's pairs are biased against earlier keys.
+        let keys = |t: &Table, left_side: bool| -> Vec<Vec<Option<String>>> {
+            self.rules
+                .iter()
+                .map(|r| {
+                    t.rows
+                        .iter()
+                        .map(|row| Self::key(r, row, left_side))
+                        .collect()
+                })
+                .collect()
+        };
+        let (lk, rk) = (keys(self.left, true), keys(self.right, false));
+        let mut patterns: HashMap<u64, f64> = HashMap::new();
+        let mut rule_patterns: Vec<HashMap<u64, f64>> = vec![HashMap::new(); self.rules.len()];
+        for (p, &(i, j)) in candidates.iter().enumerate() {
+            let key = pack(gammas.of(p));
+            for (q, session) in rule_patterns.iter_mut().enumerate() {
                 if matches!((&lk[q][i as usize], &rk[q][j as usize]), (Some(a), Some(b)) if a == b)
                 {
-                    *session.entry(g.clone()).or_default() += 1.0;
+                    *session.entry(key).or_default() += 1.0;
                 }
             }
-            *patterns.entry(g).or_default() += 1.0;
+            *patterns.entry(key).or_default() += 1.0;
         }
         let mut m: Vec<Vec<f64>> = levels
             .iter()
             .map(|&l| {
-                (0..l)
-                    .map(|k| 0.9f64.powi(k as i32 * 3 + 1))
-                    .collect::<Vec<_>>()
+                normalise(
+                    &(0..l)
+                        .map(|k| 0.9f64.powi(k as i32 * 3 + 1))
+                        .collect::<Vec<_>>(),
+                    0.0,
+                )
             })
-            .map(|v| normalise(&v, 0.0))
             .collect();
         let mut m_sum: Vec<Vec<f64>> = levels.iter().map(|&l| vec![0.0; l]).collect();
         let mut m_sessions = vec![0.0f64; levels.len()];
@@ -526,29 +636,32 @@ impl<'a> Linker<'a> {
             if pats.is_empty() {
                 continue;
             }
-            let fixed: Vec<bool> = self
+            let free: Vec<bool> = self
                 .cols
                 .iter()
-                .map(|&(l, _)| {
-                    self.rules
-                        .get(r)
-                        .is_some_and(|rule| rule.iter().any(|e| e.left == l))
-                })
+                .map(|&(l, _)| !self.rules[r].iter().any(|e| e.left == l))
                 .collect();
-            let free: Vec<bool> = fixed.iter().map(|f| !f).collect();
-            let session_m = em(pats, &u, m.clone(), &free, &free, 0.3);
-            for c in 0..levels.len() {
-                if !fixed[c] {
-                    for (acc, v) in m_sum[c].iter_mut().zip(&session_m.0[c]) {
-                        *acc += v;
-                    }
-                    m_sessions[c] += 1.0;
+            let (session_m, _) = em(pats, &u, m.clone(), &free, &free, 0.3);
+            for c in (0..levels.len()).filter(|&c| free[c]) {
+                for (acc, v) in m_sum[c].iter_mut().zip(&session_m[c]) {
+                    *acc += v;
                 }
+                m_sessions[c] += 1.0;
             }
         }
         for c in 0..levels.len() {
             if m_sessions[c] > 0.0 {
                 m[c] = m_sum[c].iter().map(|v| v / m_sessions[c]).collect();
+            }
+            // Twins and other look-alikes teach EM that this level happens among "matches";
+            // it cannot: two valid, different identity numbers are two people.
+            if let Some(level) = self.methods[c].impossible_level() {
+                let k = level as usize - 1;
+                m[c][k] = 0.0;
+                let rest: f64 = m[c].iter().sum();
+                m[c].iter_mut()
+                    .for_each(|v| *v = *v / rest.max(FLOOR) * (1.0 - IMPOSSIBLE_M));
+                m[c][k] = IMPOSSIBLE_M;
             }
         }
         // With m and u fixed, the share of matches among the candidates gives the prior.
@@ -576,14 +689,14 @@ impl<'a> Linker<'a> {
         }
     }
 
-    fn term_weight(&self, model: &Model, c: usize, level: u8, value: &str) -> f64 {
+    fn term_weight(&self, model: &Model, c: usize, level: u8, left_row: u32) -> f64 {
         if level == 0 {
             return 0.0;
         }
         let tc = &model.comparisons[c];
         let k = level as usize - 1;
-        let u = match (&self.tf[c], level) {
-            (Some(tf), 1) => tf.get(value.trim()).copied().unwrap_or(tc.u[k]).max(FLOOR),
+        let u = match (&self.tf_left[c], level) {
+            (Some(shares), 1) if shares[left_row as usize] > 0.0 => shares[left_row as usize],
             _ => tc.u[k],
         };
         (tc.m[k].max(FLOOR) / u.max(FLOOR)).log2()
@@ -593,12 +706,10 @@ impl<'a> Linker<'a> {
         (model.prior / (1.0 - model.prior)).log2()
     }
 
-    pub fn score_pair(&self, model: &Model, i: u32, j: u32) -> Scored {
-        let g = self.gamma(i, j);
-        let a = &self.left.rows[i as usize];
+    fn score_levels(&self, model: &Model, i: u32, j: u32, levels: &[u8]) -> Scored {
         let mut weight = Self::prior_weight(model);
-        for (c, level) in g.into_iter().enumerate() {
-            weight += self.term_weight(model, c, level, &a[self.cols[c].0]);
+        for (c, &level) in levels.iter().enumerate() {
+            weight += self.term_weight(model, c, level, i);
         }
         Scored {
             left: i,
@@ -608,26 +719,30 @@ impl<'a> Linker<'a> {
         }
     }
 
+    pub fn score_pair(&self, model: &Model, i: u32, j: u32) -> Scored {
+        self.score_levels(model, i, j, &self.gamma(i, j))
+    }
+
     /// Scores every candidate pair on all cores.
     pub fn score(&self, model: &Model, candidates: &[(u32, u32)]) -> Vec<Scored> {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        let chunk = candidates.len().div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = candidates
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|&(i, j)| self.score_pair(model, i, j))
-                            .collect::<Vec<_>>()
-                    })
+        let gammas = self.compare_all(candidates);
+        self.score_with(model, candidates, &gammas)
+    }
+
+    /// As [`Linker::score`], with the candidates' levels already computed.
+    pub fn score_with(
+        &self,
+        model: &Model,
+        candidates: &[(u32, u32)],
+        gammas: &Gammas,
+    ) -> Vec<Scored> {
+        let indexed: Vec<usize> = (0..candidates.len()).collect();
+        parallel_map(&indexed, |part| {
+            part.iter()
+                .map(|&p| {
+                    let (i, j) = candidates[p];
+                    self.score_levels(model, i, j, gammas.of(p))
                 })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("scoring threads do not panic"))
                 .collect()
         })
     }
@@ -642,7 +757,7 @@ impl<'a> Linker<'a> {
             .enumerate()
             .map(|(c, level)| {
                 let (l, r) = self.cols[c];
-                let w = self.term_weight(model, c, level, &a[l]);
+                let w = self.term_weight(model, c, level, i);
                 weight += w;
                 let tc = &model.comparisons[c];
                 Term {
@@ -693,14 +808,18 @@ fn normalise(counts: &[f64], smoothing: f64) -> Vec<f64> {
 /// m for the comparisons in `train` and the match share, using the comparisons in `use_c` as
 /// evidence (a blocking rule's own comparisons say nothing about its pairs).
 fn em(
-    patterns: &HashMap<Vec<u8>, f64>,
+    patterns: &HashMap<u64, f64>,
     u: &[Vec<f64>],
     mut m: Vec<Vec<f64>>,
     train: &[bool],
     use_c: &[bool],
     mut lambda: f64,
 ) -> (Vec<Vec<f64>>, f64) {
-    let pats: Vec<(&Vec<u8>, f64)> = patterns.iter().map(|(k, v)| (k, *v)).collect();
+    let width = u.len();
+    let pats: Vec<(Vec<u8>, f64)> = patterns
+        .iter()
+        .map(|(k, v)| ((0..width).map(|c| unpack(*k, c)).collect(), *v))
+        .collect();
     let total: f64 = pats.iter().map(|(_, n)| n).sum();
     for _ in 0..60 {
         let mut m_acc: Vec<Vec<f64>> = m.iter().map(|l| vec![0.0; l.len()]).collect();

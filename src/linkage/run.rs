@@ -48,15 +48,21 @@ pub fn run(job: LinkJob) -> anyhow::Result<(LinkReport, Model, Decided)> {
     let started = Instant::now();
     let linker = Linker::new(job.settings.clone(), job.left, job.right)?;
     let cand = linker.candidates();
+    // Each pair is compared once; training and scoring share the levels. Comparing is part of
+    // scoring: that is the work a model does for every new pair.
+    let t = Instant::now();
+    let gammas = linker.compare_all(&cand.pairs);
+    let compare_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let model = match job.model {
         Some(m) => m,
-        None => linker.train(&cand.pairs),
+        None => linker.train_with(&cand.pairs, &gammas),
     };
     let train_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mut scored = linker.score(&model, &cand.pairs);
-    let score_seconds = t.elapsed().as_secs_f64();
+    let mut scored = linker.score_with(&model, &cand.pairs, &gammas);
+    drop(gammas);
+    let score_seconds = compare_seconds + t.elapsed().as_secs_f64();
     scored.sort_by(|a, b| {
         b.weight
             .total_cmp(&a.weight)
