@@ -43,7 +43,7 @@ if task.startswith("febrl4"):
     link_type = "link_only"
 else:
     uid, truth = "person_key", "truth"
-    comparisons = [cl.LevenshteinAtThresholds("id_number", [1, 2]), cl.ExactMatch("name").configure(term_frequency_adjustments=True),
+    comparisons = [cl.LevenshteinAtThresholds("id_number", [1]), cl.ExactMatch("name").configure(term_frequency_adjustments=True),
                    cl.DateOfBirthComparison("birth_date", input_is_string=True), cl.ExactMatch("sex"),
                    cl.ExactMatch("hukou_division"), cl.ExactMatch("mother_id_number")]
     rules = [block_on("birth_date", "sex")]
