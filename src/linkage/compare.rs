@@ -36,22 +36,32 @@ pub enum Method {
     Levenshtein { bounds: Vec<usize> },
 }
 
-/// A value ready for comparison.
+/// A value ready for comparison. Kept small and mostly inline: a run compares millions of
+/// pairs whose values lie scattered over memory.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prepared {
     Empty,
     Text(Box<str>),
-    Id {
-        normalised: Box<[u8]>,
-        raw_len: usize,
-        valid: bool,
-    },
-    Name {
-        chars: Box<[char]>,
-        sorted: Box<[char]>,
-        readings: Box<[Box<[u64]>]>,
-    },
+    /// An exact or division value interned to integer codes (whole value, 4-character prefix).
+    Code { full: u32, prefix: u32 },
+    Id(IdValue),
+    Name(Box<NameValue>),
     Date(Option<NaiveDate>, Box<str>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdValue {
+    bytes: [u8; 18],
+    len: u8,
+    raw_len: u8,
+    valid: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameValue {
+    chars: Box<[char]>,
+    sorted: Box<[char]>,
+    readings: Box<[Box<[u64]>]>,
 }
 
 /// The level of an identity-number comparison that can never be a match.
@@ -116,13 +126,17 @@ impl Method {
         }
         match self {
             Method::IdNumber => {
-                let raw_len = v.chars().filter(|c| !c.is_whitespace()).count();
+                let raw_len = v.chars().filter(|c| !c.is_whitespace()).count().min(255) as u8;
                 match IdNumber::parse(v) {
-                    Some(id) => Prepared::Id {
-                        normalised: id.as_str().as_bytes().into(),
-                        raw_len,
-                        valid: id.is_valid(),
-                    },
+                    Some(id) => {
+                        let text = id.as_str().as_bytes();
+                        let mut bytes = [0u8; 18];
+                        let len = text.len().min(18);
+                        bytes[..len].copy_from_slice(&text[..len]);
+                        // Longer junk keeps a length of its own, so it never equals a number.
+                        let len = if text.len() > 18 { 255 } else { len as u8 };
+                        Prepared::Id(IdValue { bytes, len, raw_len, valid: id.is_valid() })
+                    }
                     None => Prepared::Empty,
                 }
             }
@@ -130,16 +144,8 @@ impl Method {
                 let chars: Box<[char]> = v.chars().filter(|c| !c.is_whitespace()).collect();
                 let mut sorted = chars.to_vec();
                 sorted.sort_unstable();
-                let readings = chars
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| readings(*c, i == 0))
-                    .collect();
-                Prepared::Name {
-                    chars,
-                    sorted: sorted.into(),
-                    readings,
-                }
+                let readings = chars.iter().enumerate().map(|(i, c)| readings(*c, i == 0)).collect();
+                Prepared::Name(Box::new(NameValue { chars, sorted: sorted.into(), readings }))
             }
             Method::Date => Prepared::Date(parse_any_date(v), v.into()),
             _ => Prepared::Text(v.into()),
@@ -151,33 +157,25 @@ impl Method {
         self.compare_prepared(&self.prepare(a), &self.prepare(b))
     }
 
+    /// Whether this method compares interned codes (exact values and divisions).
+    pub fn uses_codes(&self) -> bool {
+        matches!(self, Method::Exact | Method::Division)
+    }
+
     pub fn compare_prepared(&self, a: &Prepared, b: &Prepared) -> u8 {
         match (a, b) {
             (Prepared::Empty, _) | (_, Prepared::Empty) => 0,
-            (
-                Prepared::Id {
-                    normalised: x,
-                    raw_len: lx,
-                    valid: vx,
-                },
-                Prepared::Id {
-                    normalised: y,
-                    raw_len: ly,
-                    valid: vy,
-                },
-            ) => id_level(x, *lx, *vx, y, *ly, *vy),
-            (
-                Prepared::Name {
-                    chars: x,
-                    sorted: sx,
-                    readings: rx,
-                },
-                Prepared::Name {
-                    chars: y,
-                    sorted: sy,
-                    readings: ry,
-                },
-            ) => name_level(x, sx, rx, y, sy, ry),
+            (Prepared::Id(x), Prepared::Id(y)) => id_level(x, y),
+            (Prepared::Name(x), Prepared::Name(y)) => {
+                name_level(&x.chars, &x.sorted, &x.readings, &y.chars, &y.sorted, &y.readings)
+            }
+            (Prepared::Code { full: a, prefix: pa }, Prepared::Code { full: b, prefix: pb }) => match self {
+                Method::Division if a == b => 1,
+                Method::Division if pa == pb => 2,
+                Method::Division => 3,
+                _ if a == b => 1,
+                _ => 2,
+            },
             (Prepared::Date(x, tx), Prepared::Date(y, ty)) => date_level(*x, tx, *y, ty),
             (Prepared::Text(a), Prepared::Text(b)) => self.text_level(a, b),
             _ => 0,
@@ -228,16 +226,17 @@ impl Method {
     }
 }
 
-fn id_level(x: &[u8], lx: usize, vx: bool, y: &[u8], ly: usize, vy: bool) -> u8 {
-    if x == y {
-        return if lx == ly { 1 } else { 2 };
+fn id_level(a: &IdValue, b: &IdValue) -> u8 {
+    if a.len == b.len && a.bytes == b.bytes {
+        return if a.raw_len == b.raw_len { 1 } else { 2 };
     }
-    if vx && vy {
+    if a.valid && b.valid {
         return ID_BOTH_VALID_DIFFERENT;
     }
-    if x.len() != y.len() {
+    if a.len != b.len || a.len == 255 {
         return 5;
     }
+    let (x, y) = (&a.bytes[..a.len as usize], &b.bytes[..b.len as usize]);
     // A typo leaves the written check character as it was, so a mistyped number differs from
     // the true one in one position (or two swapped).
     let mut diffs = (0..x.len()).filter(|&i| x[i] != y[i]);

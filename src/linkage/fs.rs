@@ -258,6 +258,9 @@ pub struct Linker<'a> {
     /// Per comparison, every left and right value prepared once for comparison.
     prep_left: Vec<Vec<Prepared>>,
     prep_right: Option<Vec<Vec<Prepared>>>,
+    /// Where each record's values are in the prepared columns.
+    pos_left: Vec<u32>,
+    pos_right: Option<Vec<u32>>,
     /// Per comparison with `tf`: for each left record, the share of records holding its value.
     tf_left: Vec<Option<Vec<f64>>>,
     left_ids: usize,
@@ -362,7 +365,7 @@ impl<'a> Linker<'a> {
                     .map(|k| parse_expr(k, left, right, &right_names))
                     .collect()
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<anyhow::Result<Vec<Vec<KeyExpr>>>>()?;
         let left_ids = left
             .column(&settings.unique_id)
             .ok_or_else(|| anyhow::anyhow!("no id column '{}' on the left", settings.unique_id))?;
@@ -374,29 +377,60 @@ impl<'a> Linker<'a> {
             .iter()
             .map(|c| c.method.clone())
             .collect();
-        let prepare = |t: &Table, side: fn(&(usize, usize)) -> usize| -> Vec<Vec<Prepared>> {
+        // Values are laid out in the order of the first blocking rule's key, so that the
+        // members of a block, compared with each other, sit next to each other in memory.
+        let layout = |t: &Table, left_side: bool| -> (Vec<u32>, Vec<u32>) {
+            let mut order: Vec<u32> = (0..t.rows.len() as u32).collect();
+            if let Some(rule) = rules.first() {
+                let keys: Vec<Option<String>> = t.rows.iter().map(|row| Self::key(rule, row, left_side)).collect();
+                order.sort_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]).then(a.cmp(&b)));
+            }
+            let mut pos = vec![0u32; order.len()];
+            for (p, &row) in order.iter().enumerate() {
+                pos[row as usize] = p as u32;
+            }
+            (order, pos)
+        };
+        let prepare = |t: &Table, order: &[u32], side: fn(&(usize, usize)) -> usize| -> Vec<Vec<Prepared>> {
             std::thread::scope(|s| {
                 let handles: Vec<_> = methods
                     .iter()
                     .zip(&cols)
                     .map(|(m, c)| {
                         let col = side(c);
-                        s.spawn(move || {
-                            t.rows
-                                .iter()
-                                .map(|row| m.prepare(&row[col]))
-                                .collect::<Vec<_>>()
-                        })
+                        s.spawn(move || order.iter().map(|&r| m.prepare(&t.rows[r as usize][col])).collect::<Vec<_>>())
                     })
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("preparing values does not panic"))
-                    .collect()
+                handles.into_iter().map(|h| h.join().expect("preparing values does not panic")).collect()
             })
         };
-        let prep_left = prepare(left, |c| c.0);
-        let prep_right = (!dedupe).then(|| prepare(right, |c| c.1));
+        let (order_left, pos_left) = layout(left, true);
+        let mut prep_left = prepare(left, &order_left, |c| c.0);
+        let (pos_right, mut prep_right) = if dedupe {
+            (None, None)
+        } else {
+            let (order_right, pos_right) = layout(right, false);
+            (Some(pos_right), Some(prepare(right, &order_right, |c| c.1)))
+        };
+        // Exact values and divisions become integer codes, shared by both sides.
+        for (c, m) in methods.iter().enumerate().filter(|(_, m)| m.uses_codes()) {
+            let mut codes: HashMap<Box<str>, u32> = HashMap::new();
+            let mut intern = |text: &str| {
+                let next = codes.len() as u32;
+                *codes.entry(text.into()).or_insert(next)
+            };
+            let columns = std::iter::once(&mut prep_left[c]).chain(prep_right.as_mut().map(|p| &mut p[c]));
+            for column in columns {
+                for value in column.iter_mut() {
+                    if let Prepared::Text(text) = value {
+                        let prefix: String = text.chars().take(4).collect();
+                        let full = intern(text);
+                        let prefix = if matches!(m, Method::Division) { intern(&prefix) } else { full };
+                        *value = Prepared::Code { full, prefix };
+                    }
+                }
+            }
+        }
         let mut tf_left = Vec::new();
         for (c, &(l, r)) in settings.comparisons.iter().zip(&cols) {
             if !c.tf {
@@ -436,6 +470,8 @@ impl<'a> Linker<'a> {
             rules,
             prep_left,
             prep_right,
+            pos_left,
+            pos_right,
             tf_left,
             left_ids,
             right_ids,
@@ -514,8 +550,13 @@ impl<'a> Linker<'a> {
         Candidates { pairs, per_rule }
     }
 
-    fn prepared_right(&self, c: usize) -> &[Prepared] {
-        self.prep_right.as_ref().unwrap_or(&self.prep_left)[c].as_slice()
+    fn prepared_left(&self, c: usize, i: u32) -> &Prepared {
+        &self.prep_left[c][self.pos_left[i as usize] as usize]
+    }
+
+    fn prepared_right(&self, c: usize, j: u32) -> &Prepared {
+        let pos = self.pos_right.as_ref().unwrap_or(&self.pos_left)[j as usize] as usize;
+        &self.prep_right.as_ref().unwrap_or(&self.prep_left)[c][pos]
     }
 
     /// The comparison levels of one pair.
@@ -528,8 +569,8 @@ impl<'a> Linker<'a> {
     fn gamma_into(&self, i: u32, j: u32, out: &mut Vec<u8>) {
         for (c, m) in self.methods.iter().enumerate() {
             out.push(m.compare_prepared(
-                &self.prep_left[c][i as usize],
-                &self.prepared_right(c)[j as usize],
+                self.prepared_left(c, i),
+                self.prepared_right(c, j),
             ));
         }
     }
