@@ -446,11 +446,13 @@ fn link(
         );
     }
     println!(
-        "time: train {:.3} s, score {:.3} s, total {:.3} s; {:.0} pairs scored per second per core",
+        "time: blocking {:.3} s, train {:.3} s, score {:.3} s, total {:.3} s; {:.0} pairs scored per second per core ({:.0} counting blocking)",
+        report.blocking_seconds,
         report.train_seconds,
         report.score_seconds,
         report.total_seconds,
-        report.pairs_per_second_per_core
+        report.pairs_per_second_per_core,
+        report.pairs_per_second_per_core_with_blocking
     );
     if let Some(a) = &report.truth {
         println!(

@@ -43,7 +43,10 @@ pub enum Prepared {
     Empty,
     Text(Box<str>),
     /// An exact or division value interned to integer codes (whole value, 4-character prefix).
-    Code { full: u32, prefix: u32 },
+    Code {
+        full: u32,
+        prefix: u32,
+    },
     Id(IdValue),
     Name(Box<NameValue>),
     Date(Option<NaiveDate>, Box<str>),
@@ -135,7 +138,12 @@ impl Method {
                         bytes[..len].copy_from_slice(&text[..len]);
                         // Longer junk keeps a length of its own, so it never equals a number.
                         let len = if text.len() > 18 { 255 } else { len as u8 };
-                        Prepared::Id(IdValue { bytes, len, raw_len, valid: id.is_valid() })
+                        Prepared::Id(IdValue {
+                            bytes,
+                            len,
+                            raw_len,
+                            valid: id.is_valid(),
+                        })
                     }
                     None => Prepared::Empty,
                 }
@@ -144,8 +152,16 @@ impl Method {
                 let chars: Box<[char]> = v.chars().filter(|c| !c.is_whitespace()).collect();
                 let mut sorted = chars.to_vec();
                 sorted.sort_unstable();
-                let readings = chars.iter().enumerate().map(|(i, c)| readings(*c, i == 0)).collect();
-                Prepared::Name(Box::new(NameValue { chars, sorted: sorted.into(), readings }))
+                let readings = chars
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| readings(*c, i == 0))
+                    .collect();
+                Prepared::Name(Box::new(NameValue {
+                    chars,
+                    sorted: sorted.into(),
+                    readings,
+                }))
             }
             Method::Date => Prepared::Date(parse_any_date(v), v.into()),
             _ => Prepared::Text(v.into()),
@@ -166,10 +182,24 @@ impl Method {
         match (a, b) {
             (Prepared::Empty, _) | (_, Prepared::Empty) => 0,
             (Prepared::Id(x), Prepared::Id(y)) => id_level(x, y),
-            (Prepared::Name(x), Prepared::Name(y)) => {
-                name_level(&x.chars, &x.sorted, &x.readings, &y.chars, &y.sorted, &y.readings)
-            }
-            (Prepared::Code { full: a, prefix: pa }, Prepared::Code { full: b, prefix: pb }) => match self {
+            (Prepared::Name(x), Prepared::Name(y)) => name_level(
+                &x.chars,
+                &x.sorted,
+                &x.readings,
+                &y.chars,
+                &y.sorted,
+                &y.readings,
+            ),
+            (
+                Prepared::Code {
+                    full: a,
+                    prefix: pa,
+                },
+                Prepared::Code {
+                    full: b,
+                    prefix: pb,
+                },
+            ) => match self {
                 Method::Division if a == b => 1,
                 Method::Division if pa == pb => 2,
                 Method::Division => 3,

@@ -382,7 +382,11 @@ impl<'a> Linker<'a> {
         let layout = |t: &Table, left_side: bool| -> (Vec<u32>, Vec<u32>) {
             let mut order: Vec<u32> = (0..t.rows.len() as u32).collect();
             if let Some(rule) = rules.first() {
-                let keys: Vec<Option<String>> = t.rows.iter().map(|row| Self::key(rule, row, left_side)).collect();
+                let keys: Vec<Option<String>> = t
+                    .rows
+                    .iter()
+                    .map(|row| Self::key(rule, row, left_side))
+                    .collect();
                 order.sort_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]).then(a.cmp(&b)));
             }
             let mut pos = vec![0u32; order.len()];
@@ -391,19 +395,28 @@ impl<'a> Linker<'a> {
             }
             (order, pos)
         };
-        let prepare = |t: &Table, order: &[u32], side: fn(&(usize, usize)) -> usize| -> Vec<Vec<Prepared>> {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = methods
-                    .iter()
-                    .zip(&cols)
-                    .map(|(m, c)| {
-                        let col = side(c);
-                        s.spawn(move || order.iter().map(|&r| m.prepare(&t.rows[r as usize][col])).collect::<Vec<_>>())
-                    })
-                    .collect();
-                handles.into_iter().map(|h| h.join().expect("preparing values does not panic")).collect()
-            })
-        };
+        let prepare =
+            |t: &Table, order: &[u32], side: fn(&(usize, usize)) -> usize| -> Vec<Vec<Prepared>> {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = methods
+                        .iter()
+                        .zip(&cols)
+                        .map(|(m, c)| {
+                            let col = side(c);
+                            s.spawn(move || {
+                                order
+                                    .iter()
+                                    .map(|&r| m.prepare(&t.rows[r as usize][col]))
+                                    .collect::<Vec<_>>()
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("preparing values does not panic"))
+                        .collect()
+                })
+            };
         let (order_left, pos_left) = layout(left, true);
         let mut prep_left = prepare(left, &order_left, |c| c.0);
         let (pos_right, mut prep_right) = if dedupe {
@@ -419,13 +432,18 @@ impl<'a> Linker<'a> {
                 let next = codes.len() as u32;
                 *codes.entry(text.into()).or_insert(next)
             };
-            let columns = std::iter::once(&mut prep_left[c]).chain(prep_right.as_mut().map(|p| &mut p[c]));
+            let columns =
+                std::iter::once(&mut prep_left[c]).chain(prep_right.as_mut().map(|p| &mut p[c]));
             for column in columns {
                 for value in column.iter_mut() {
                     if let Prepared::Text(text) = value {
                         let prefix: String = text.chars().take(4).collect();
                         let full = intern(text);
-                        let prefix = if matches!(m, Method::Division) { intern(&prefix) } else { full };
+                        let prefix = if matches!(m, Method::Division) {
+                            intern(&prefix)
+                        } else {
+                            full
+                        };
                         *value = Prepared::Code { full, prefix };
                     }
                 }
@@ -568,10 +586,7 @@ impl<'a> Linker<'a> {
 
     fn gamma_into(&self, i: u32, j: u32, out: &mut Vec<u8>) {
         for (c, m) in self.methods.iter().enumerate() {
-            out.push(m.compare_prepared(
-                self.prepared_left(c, i),
-                self.prepared_right(c, j),
-            ));
+            out.push(m.compare_prepared(self.prepared_left(c, i), self.prepared_right(c, j)));
         }
     }
 

@@ -15,10 +15,13 @@ pub struct LinkReport {
     pub pairs_per_rule: Vec<u64>,
     pub matches: usize,
     pub reviews: usize,
+    pub blocking_seconds: f64,
     pub train_seconds: f64,
     pub score_seconds: f64,
     pub total_seconds: f64,
     pub pairs_per_second_per_core: f64,
+    /// The same with generating the candidate pairs counted in, as Splink's predict() does.
+    pub pairs_per_second_per_core_with_blocking: f64,
     pub truth: Option<Accuracy>,
 }
 
@@ -47,7 +50,9 @@ pub type Decided = Vec<(Scored, Decision)>;
 pub fn run(job: LinkJob) -> anyhow::Result<(LinkReport, Model, Decided)> {
     let started = Instant::now();
     let linker = Linker::new(job.settings.clone(), job.left, job.right)?;
+    let t = Instant::now();
     let cand = linker.candidates();
+    let blocking_seconds = t.elapsed().as_secs_f64();
     // Each pair is compared once; training and scoring share the levels. Comparing is part of
     // scoring: that is the work a model does for every new pair.
     let t = Instant::now();
@@ -103,10 +108,14 @@ pub fn run(job: LinkJob) -> anyhow::Result<(LinkReport, Model, Decided)> {
             .iter()
             .filter(|(_, d)| *d == Decision::Review)
             .count(),
+        blocking_seconds,
         train_seconds,
         score_seconds,
         total_seconds: 0.0,
         pairs_per_second_per_core: cand.pairs.len() as f64 / score_seconds.max(1e-9) / cores,
+        pairs_per_second_per_core_with_blocking: cand.pairs.len() as f64
+            / (score_seconds + blocking_seconds).max(1e-9)
+            / cores,
         truth: None,
     };
     if let Some(col) = &job.truth_column {
