@@ -199,6 +199,7 @@ fn ingesting_and_reconciling_again_changes_nothing() {
     let reconcile = ["reconcile", "--period", "2026-10", "--as-of", "2026-11-20"];
     let first = ok(&vitalhub(dir.path(), &reconcile));
     assert!(!first.contains("new 0,"), "{first}");
+    assert!(first.contains("births linkage model: trained"), "{first}");
     let report = |name: &str| {
         let p = dir.path().join(name);
         ok(&vitalhub(
@@ -234,6 +235,17 @@ fn ingesting_and_reconciling_again_changes_nothing() {
     let second = ok(&vitalhub(dir.path(), &reconcile));
     assert!(second.contains("new 0, unchanged"), "{second}");
     assert!(second.contains("reopened 0"), "{second}");
+    assert!(
+        second.contains("births linkage model: reused from"),
+        "the saved model is reused: {second}"
+    );
+    let mut retrain = reconcile.to_vec();
+    retrain.push("--retrain");
+    let third = ok(&vitalhub(dir.path(), &retrain));
+    assert!(
+        third.contains("births linkage model: trained") && third.contains("new 0, unchanged"),
+        "{third}"
+    );
     let after = report("r2.jsonl");
     let without_resolved: Vec<&str> = before
         .lines()

@@ -47,7 +47,7 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
     )?;
     let ingest_time = t_ingest.elapsed();
     let t_reconcile = Instant::now();
-    let summary = run_reconcile(&mut store, &config, period, sim.as_of())?;
+    let summary = run_reconcile(&mut store, &config, period, sim.as_of(), false)?;
     let reconcile_time = t_reconcile.elapsed();
     let entries = open_entries(&store, period)?;
     let html = dir.join("report.html");

@@ -56,6 +56,9 @@ enum Command {
         /// The day the household-registration grace period counts to [default: today]
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
+        /// Train the births linkage model again instead of reusing the saved one
+        #[arg(long)]
+        retrain: bool,
     },
     /// Write the open discrepancies of a period
     Report {
@@ -196,11 +199,15 @@ pub fn main() -> Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::from(2));
             }
         }
-        Command::Reconcile { period, as_of } => {
+        Command::Reconcile {
+            period,
+            as_of,
+            retrain,
+        } => {
             let mut store = open()?;
             let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
             let started = std::time::Instant::now();
-            let summary = run_reconcile(&mut store, &config, period, as_of)?;
+            let summary = run_reconcile(&mut store, &config, period, as_of, retrain)?;
             println!(
                 "reconciled {} as of {} in {:.3} s",
                 summary.period,
@@ -215,6 +222,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 "  new {}, unchanged {}, updated {}, reopened {}, no longer found {}",
                 s.new, s.unchanged, s.updated, s.reopened, s.gone
             );
+            println!("  births linkage model: {}", summary.births_model);
         }
         Command::Report {
             period,
@@ -320,6 +328,7 @@ pub(crate) fn run_reconcile(
     config: &Config,
     period: Period,
     as_of: chrono::NaiveDate,
+    retrain: bool,
 ) -> Result<crate::reconcile::RunSummary> {
     let params = crate::reconcile::Params {
         period,
@@ -327,7 +336,7 @@ pub(crate) fn run_reconcile(
         grace_days: config.reconcile.grace_days,
         region_prefix: config.region.prefix().to_owned(),
     };
-    Ok(crate::reconcile::run(store, &params)?)
+    Ok(crate::reconcile::run(store, &params, retrain)?)
 }
 
 pub(crate) fn open_entries(store: &Store, period: Period) -> Result<Vec<Entry>> {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::NaiveDate;
 
 use super::{division_text, Finding, Findings, Params};
+use crate::linkage::fs::Model;
 use crate::linkage::ExactLinker;
 use crate::model::*;
 
@@ -246,11 +247,12 @@ fn probable_links(
     matched: &[Option<usize>],
     persons: &[Person],
     params: &Params,
-) -> Vec<Option<ProbableLink>> {
+    model: Option<&Model>,
+) -> (Vec<Option<ProbableLink>>, Option<Model>) {
     use crate::linkage::fs::{Decision, Linker, Settings, Table};
     let mut out: Vec<Option<ProbableLink>> = clusters.iter().map(|_| None).collect();
     if matched.iter().all(Option::is_some) {
-        return out;
+        return (out, None);
     }
     let (from, to) = (
         params.period.first_day() - chrono::Duration::days(45),
@@ -324,15 +326,21 @@ fn probable_links(
         right_index.push(pi);
     }
     if left.rows.is_empty() || right.rows.is_empty() {
-        return out;
+        return (out, None);
     }
     let settings =
         Settings::from_toml(LINKAGE_SETTINGS).expect("the shipped linkage settings are valid");
     let Ok(linker) = Linker::new(settings, &left, Some(&right)) else {
-        return out;
+        return (out, None);
     };
     let candidates = linker.candidates();
-    let model = linker.train(&candidates.pairs);
+    let (model, trained) = match model {
+        Some(m) => (m.clone(), None),
+        None => {
+            let m = linker.train(&candidates.pairs);
+            (m.clone(), Some(m))
+        }
+    };
     let taken: HashSet<usize> = matched.iter().flatten().copied().collect();
     let open: Vec<(u32, u32)> = candidates
         .pairs
@@ -365,19 +373,26 @@ fn probable_links(
             sure: decision == Decision::Match,
         });
     }
-    out
+    (out, trained)
 }
 
+/// Whether a saved model was trained with the settings shipped now.
+pub(super) fn model_fits(model: &Model) -> bool {
+    crate::linkage::fs::Settings::from_toml(LINKAGE_SETTINGS).is_ok_and(|s| s == model.settings)
+}
+
+/// Births of the period against the registry; returns the linkage model if it trained one.
 pub(super) fn reconcile(
     inputs: &super::Inputs,
     params: &Params,
     linker: &ExactLinker,
+    model: Option<&Model>,
     out: &mut Findings,
-) {
+) -> Option<Model> {
     let clusters = build_clusters(inputs);
     let mut matched = assign(&clusters, linker);
     let persons = linker.persons();
-    let probable = probable_links(&clusters, &matched, persons, params);
+    let (probable, trained) = probable_links(&clusters, &matched, persons, params, model);
     let mut link_score: Vec<(f64, Option<serde_json::Value>)> = vec![(1.0, None); clusters.len()];
     let mut possible: Vec<Option<&ProbableLink>> = vec![None; clusters.len()];
     for (ci, link) in probable.iter().enumerate() {
@@ -502,6 +517,7 @@ pub(super) fn reconcile(
             anchor: format!("registry|{}", p.person_key),
         });
     }
+    trained
 }
 
 impl Cluster<'_> {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
+use crate::linkage::fs::Model;
 use crate::linkage::ExactLinker;
 use crate::model::*;
 use crate::store::{SaveSummary, Store, StoreError};
@@ -61,13 +62,43 @@ pub struct RunSummary {
     pub as_of: String,
     pub by_kind: BTreeMap<String, u64>,
     pub saved: SaveSummary,
+    /// How the births linkage model was obtained: "trained", "reused from TIME", or "not needed".
+    pub births_model: String,
 }
 
-/// Loads everything, finds the period's discrepancies and saves them with stable ids.
-pub fn run(store: &mut Store, params: &Params) -> Result<RunSummary, StoreError> {
+/// The name the births linkage model is saved under.
+const BIRTHS_MODEL: &str = "births";
+
+/// Loads everything, finds the period's discrepancies and saves them with stable ids. The
+/// births linkage model saved by an earlier run is reused unless `retrain` is set (or the
+/// shipped settings changed); a newly trained one is saved for the next run.
+pub fn run(store: &mut Store, params: &Params, retrain: bool) -> Result<RunSummary, StoreError> {
     let started = crate::store::now();
     let inputs = Inputs::load(store)?;
-    let found = find_discrepancies(&inputs, params);
+    let saved_model = if retrain {
+        None
+    } else {
+        store.linkage_model(BIRTHS_MODEL)?
+    };
+    let reused: Option<(Model, String)> = saved_model.and_then(|(json, at)| {
+        serde_json::from_str::<Model>(&json)
+            .ok()
+            .filter(|m| births::model_fits(m))
+            .map(|m| (m, at))
+    });
+    let (found, trained) =
+        find_discrepancies_with(&inputs, params, reused.as_ref().map(|(m, _)| m));
+    let births_model = match (&trained, &reused) {
+        (Some(model), _) => {
+            store.save_linkage_model(
+                BIRTHS_MODEL,
+                &serde_json::to_string(model).expect("models serialise"),
+            )?;
+            "trained".to_owned()
+        }
+        (None, Some((_, at))) => format!("reused from {at}"),
+        (None, None) => "not needed".to_owned(),
+    };
     let period = params.period.to_string();
     let saved = store.save_discrepancies(&period, &found)?;
     let mut by_kind: BTreeMap<String, u64> = DiscrepancyKind::ALL
@@ -82,6 +113,7 @@ pub fn run(store: &mut Store, params: &Params) -> Result<RunSummary, StoreError>
         as_of: params.as_of.to_string(),
         by_kind,
         saved,
+        births_model,
     };
     let text = serde_json::to_string(&summary).expect("summaries serialise");
     store.record_reconcile_run(&period, &params.as_of.to_string(), &started, &text)?;
@@ -90,18 +122,28 @@ pub fn run(store: &mut Store, params: &Params) -> Result<RunSummary, StoreError>
 
 /// Every discrepancy of `params.period` in the inputs, deterministic for the same inputs.
 pub fn find_discrepancies(inputs: &Inputs, params: &Params) -> Vec<Discrepancy> {
+    find_discrepancies_with(inputs, params, None).0
+}
+
+/// As [`find_discrepancies`], scoring births with `model` when given; returns the model it
+/// trained when it had to train one.
+pub fn find_discrepancies_with(
+    inputs: &Inputs,
+    params: &Params,
+    model: Option<&Model>,
+) -> (Vec<Discrepancy>, Option<Model>) {
     let linker = ExactLinker::new(&inputs.registry);
     let mut out = Findings {
         period: params.period.to_string(),
         items: Vec::new(),
     };
-    births::reconcile(inputs, params, &linker, &mut out);
+    let trained = births::reconcile(inputs, params, &linker, model, &mut out);
     events::reconcile(inputs, params, &linker, &mut out);
     registry::reconcile(inputs, params, &mut out);
     let mut items = out.items;
     items.sort_by(|a, b| (a.kind, &a.anchor).cmp(&(b.kind, &b.anchor)));
     items.dedup_by(|a, b| a.kind == b.kind && a.anchor == b.anchor);
-    items
+    (items, trained)
 }
 
 /// Collects discrepancies for one period.

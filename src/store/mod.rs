@@ -19,7 +19,13 @@ pub use files::{FileWriter, LandedFile, UpsertOutcome};
 pub use quarantine::{QuarantineEntry, QuarantineStatus};
 
 /// Migrations in order; the version is the position, starting at 1. Never edit a shipped one.
-const MIGRATIONS: &[(&str, &str)] = &[("init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("init", include_str!("migrations/0001_init.sql")),
+    (
+        "linkage_models",
+        include_str!("migrations/0002_linkage_models.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -186,6 +192,29 @@ impl Store {
             })
         })
         .transpose()
+    }
+}
+
+impl Store {
+    /// A saved linkage model (JSON) and when it was trained.
+    pub fn linkage_model(&self, name: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT model, trained_at FROM linkage_models WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn save_linkage_model(&mut self, name: &str, model_json: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO linkage_models (name, trained_at, model) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET trained_at = excluded.trained_at, model = excluded.model",
+            params![name, now(), model_json],
+        )?;
+        Ok(())
     }
 }
 
