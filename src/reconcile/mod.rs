@@ -83,7 +83,7 @@ pub fn run(store: &mut Store, params: &Params, retrain: bool) -> Result<RunSumma
     let reused: Option<(Model, String)> = saved_model.and_then(|(json, at)| {
         serde_json::from_str::<Model>(&json)
             .ok()
-            .filter(|m| births::model_fits(m))
+            .filter(births::model_fits)
             .map(|m| (m, at))
     });
     let (found, trained) =
