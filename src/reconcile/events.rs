@@ -31,10 +31,21 @@ pub(super) fn reconcile(
     {
         migrant(m, params, linker, out);
     }
+    resolve_unknown(&inputs.registry, out);
 }
 
 fn person<'a>(linker: &ExactLinker<'a>, id: &IdNumber) -> Option<&'a Person> {
     linker.by_id(id).first().map(|&i| &linker.persons()[i])
+}
+
+/// A record naming persons of this region whose numbers the registry does not hold; reported
+/// as `unknown_person` unless the probabilistic search finds them ([`resolve_unknown`]).
+pub(crate) struct UnknownProbe {
+    finding: Finding,
+    /// Each unknown person's number and name, as the record gives them.
+    persons: Vec<(IdNumber, String)>,
+    /// For a move-out or death: the status the registry should now show.
+    status_change: Option<&'static str>,
 }
 
 fn unknown_person(
@@ -42,17 +53,18 @@ fn unknown_person(
     feed: &str,
     key: String,
     division: Option<String>,
-    ids: &[&IdNumber],
+    persons: &[(&IdNumber, &str)],
     what: &str,
+    status_change: Option<&'static str>,
 ) {
-    out.push(Finding {
+    let finding = Finding {
         kind: DiscrepancyKind::UnknownPerson,
         division,
         sources: vec![SourceRef::new(feed, &key)],
         registry_key: None,
-        fields: ids
+        fields: persons
             .iter()
-            .map(|id| FieldDiff {
+            .map(|(id, _)| FieldDiff {
                 field: "id_number".into(),
                 registry: None,
                 source: Some(id.as_str().to_owned()),
@@ -61,13 +73,166 @@ fn unknown_person(
             .collect(),
         explanation: format!(
             "{what} names identity number {} of this region, which the registry does not hold",
-            ids.iter()
-                .map(|i| i.as_str())
+            persons
+                .iter()
+                .map(|(i, _)| i.as_str())
                 .collect::<Vec<_>>()
                 .join(" and ")
         ),
         anchor: format!("{feed}|{key}"),
+    };
+    let persons = persons
+        .iter()
+        .map(|(id, name)| ((*id).clone(), (*name).to_owned()))
+        .collect();
+    out.unknown.push(UnknownProbe {
+        finding,
+        persons,
+        status_change,
     });
+}
+
+/// Settings of the search for unknown persons; see config/linkage-persons.toml.
+const PERSON_SETTINGS: &str = include_str!("../../config/linkage-persons.toml");
+
+/// The best registry person for each probed person: (person, probability, evidence, sure).
+type PersonLink = Option<(usize, f64, serde_json::Value, bool)>;
+
+fn search_persons(probes: &[UnknownProbe], persons: &[Person]) -> Vec<Vec<PersonLink>> {
+    use crate::linkage::fs::{Decision, Linker, Settings, Table};
+    let columns: Vec<String> = ["key", "id_number", "name", "birth_date", "sex", "division"]
+        .map(String::from)
+        .to_vec();
+    let mut left = Table {
+        columns: columns.clone(),
+        rows: Vec::new(),
+    };
+    let mut index = Vec::new();
+    for (pi, probe) in probes.iter().enumerate() {
+        for (k, (id, name)) in probe.persons.iter().enumerate() {
+            left.rows.push(vec![
+                format!("{pi}/{k}"),
+                id.as_str().to_owned(),
+                name.clone(),
+                id.birth_date().map(|d| d.to_string()).unwrap_or_default(),
+                id.sex().map(|s| s.code().to_owned()).unwrap_or_default(),
+                id.division().unwrap_or_default().to_owned(),
+            ]);
+            index.push((pi, k));
+        }
+    }
+    let mut right = Table {
+        columns,
+        rows: Vec::with_capacity(persons.len()),
+    };
+    for (i, p) in persons.iter().enumerate() {
+        right.rows.push(vec![
+            i.to_string(),
+            p.id_number
+                .as_ref()
+                .map(|id| id.as_str().to_owned())
+                .unwrap_or_default(),
+            p.name.clone(),
+            p.birth_date.map(|d| d.to_string()).unwrap_or_default(),
+            if p.sex.is_known() {
+                p.sex.code().to_owned()
+            } else {
+                String::new()
+            },
+            division_text(&p.hukou_division).unwrap_or_default(),
+        ]);
+    }
+    let mut found: Vec<Vec<PersonLink>> =
+        probes.iter().map(|p| vec![None; p.persons.len()]).collect();
+    let settings =
+        Settings::from_toml(PERSON_SETTINGS).expect("the shipped linkage settings are valid");
+    let Ok(linker) = Linker::new(settings, &left, Some(&right)) else {
+        return found;
+    };
+    let candidates = linker.candidates();
+    let model = linker.train(&candidates.pairs);
+    let mut best: Vec<Option<crate::linkage::fs::Scored>> = vec![None; left.rows.len()];
+    for s in linker.score(&model, &candidates.pairs) {
+        let slot = &mut best[s.left as usize];
+        if slot.is_none_or(|b| s.weight > b.weight) {
+            *slot = Some(s);
+        }
+    }
+    for (row, s) in best.into_iter().enumerate() {
+        let Some(s) = s else { continue };
+        let decision = linker.decide(s.probability);
+        if decision == Decision::NonMatch {
+            continue;
+        }
+        let (pi, k) = index[row];
+        let evidence =
+            serde_json::to_value(linker.explain(&model, s.left, s.right)).unwrap_or_default();
+        found[pi][k] = Some((
+            s.right as usize,
+            s.probability,
+            evidence,
+            decision == Decision::Match,
+        ));
+    }
+    found
+}
+
+/// Reports the probed records: a person the search finds surely is no unknown person (a
+/// move-out or death of theirs is checked against their registry status); one found unsurely
+/// is a possible match for an operator to confirm; the rest are unknown persons.
+fn resolve_unknown(persons: &[Person], out: &mut Findings) {
+    let probes = std::mem::take(&mut out.unknown);
+    if probes.is_empty() {
+        return;
+    }
+    let found = search_persons(&probes, persons);
+    for (probe, links) in probes.into_iter().zip(found) {
+        let all_sure = links.iter().all(|l| l.as_ref().is_some_and(|l| l.3));
+        let all_found = links.iter().all(Option::is_some);
+        let best = links.iter().flatten().min_by(|a, b| a.1.total_cmp(&b.1));
+        match (all_sure, all_found, best) {
+            (true, _, Some((p, prob, evidence, _))) => {
+                let person = &persons[*p];
+                if let (Some(status), PersonStatus::Resident) = (probe.status_change, person.status)
+                {
+                    let source = probe.finding.sources.clone();
+                    let key = source.first().map(|s| s.key.clone()).unwrap_or_default();
+                    out.push_scored(
+                        Finding {
+                            kind: DiscrepancyKind::MovedOutNotRecorded,
+                            division: division_text(&person.hukou_division).or(probe.finding.division),
+                            sources: source,
+                            registry_key: Some(person.person_key.clone()),
+                            fields: vec![FieldDiff {
+                                field: "status".into(),
+                                registry: Some("resident".into()),
+                                source: Some(status.into()),
+                                feed: Some("police.hukou".into()),
+                            }],
+                            explanation: format!(
+                                "police registered {status} for {}; the registry holds this person as {} (under another identity number) still resident",
+                                probe.persons[0].0, person.person_key
+                            ),
+                            anchor: format!("police.hukou|{key}"),
+                        },
+                        *prob,
+                        Some(evidence.clone()),
+                        false,
+                    );
+                }
+            }
+            (false, true, Some((p, prob, evidence, _))) => {
+                let mut finding = probe.finding;
+                finding.registry_key = Some(persons[*p].person_key.clone());
+                finding.explanation = format!(
+                    "possible match, please confirm: {} (registry person {}, match probability {prob:.2})",
+                    finding.explanation, persons[*p].person_key
+                );
+                out.push_scored(finding, *prob, Some(evidence.clone()), true);
+            }
+            _ => out.push(probe.finding),
+        }
+    }
 }
 
 fn marriage(m: &MarriageRegistration, params: &Params, linker: &ExactLinker, out: &mut Findings) {
@@ -89,7 +254,7 @@ fn marriage(m: &MarriageRegistration, params: &Params, linker: &ExactLinker, out
         };
         let Some(p) = person(linker, id) else {
             if is_ours(id, &params.region_prefix) {
-                unknown.push(id);
+                unknown.push((id, party.name.as_str()));
             }
             continue;
         };
@@ -159,6 +324,7 @@ fn marriage(m: &MarriageRegistration, params: &Params, linker: &ExactLinker, out
             division,
             &unknown,
             &format!("{what} registration {}", m.reg_no),
+            None,
         );
     }
 }
@@ -172,13 +338,19 @@ fn hukou_event(h: &HukouEvent, params: &Params, linker: &ExactLinker, out: &mut 
                 h.event.label(),
                 h.reg_date
             );
+            let status_change = match h.event {
+                HukouEventKind::MoveOut => Some("moved_out"),
+                HukouEventKind::Death => Some("deceased"),
+                _ => None,
+            };
             unknown_person(
                 out,
                 "police.hukou",
                 key,
                 division_text(&h.hukou_division),
-                &[&h.id_number],
+                &[(&h.id_number, h.name.as_str())],
                 &what,
+                status_change,
             );
         }
         return;
@@ -266,8 +438,9 @@ fn migrant(m: &MigrantRecord, params: &Params, linker: &ExactLinker, out: &mut F
             "exchange.migrants",
             key,
             division_text(&m.hukou_division),
-            &[&m.id_number],
+            &[(&m.id_number, m.name.as_str())],
             &what,
+            None,
         );
     }
 }

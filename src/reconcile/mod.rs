@@ -136,6 +136,7 @@ pub fn find_discrepancies_with(
     let mut out = Findings {
         period: params.period.to_string(),
         items: Vec::new(),
+        unknown: Vec::new(),
     };
     let trained = births::reconcile(inputs, params, &linker, model, &mut out);
     events::reconcile(inputs, params, &linker, &mut out);
@@ -150,6 +151,8 @@ pub fn find_discrepancies_with(
 pub(crate) struct Findings {
     period: String,
     items: Vec<Discrepancy>,
+    /// Records naming persons exact keys did not find, for the probabilistic search.
+    unknown: Vec<events::UnknownProbe>,
 }
 
 pub(crate) struct Finding {

@@ -300,6 +300,7 @@ impl Generator {
             109..111 => self.migrant_unknown(county),
             111..117 => self.duplicate(&mut family),
             117..123 => self.invalid_in_registry(&mut family),
+            123..129 => self.move_out_of_mistyped_registry_person(&mut family),
             _ => {}
         }
         let Family {
@@ -678,6 +679,19 @@ impl Generator {
 
     fn move_out(&mut self, f: &mut Family) {
         let row = self.hukou_row("迁出", &f.husband);
+        let mut husband = f.husband.clone();
+        self.record_status_change(row, &mut husband, "moved_out");
+        f.husband = husband;
+    }
+
+    /// The police register a move-out with the right number, while the registry holds the
+    /// person under a mistyped one: exact keys find nobody, the probabilistic linkage must.
+    fn move_out_of_mistyped_registry_person(&mut self, f: &mut Family) {
+        let row = self.hukou_row("迁出", &f.husband);
+        let id = f.husband.id.clone().expect("id");
+        f.husband.id = Some(self.typo_id(&id));
+        let key = f.husband.key.clone();
+        self.truth("invalid_identifier", "registry", key);
         let mut husband = f.husband.clone();
         self.record_status_change(row, &mut husband, "moved_out");
         f.husband = husband;
