@@ -382,7 +382,7 @@ impl<'a> Linker<'a> {
         let layout = |t: &Table, left_side: bool| -> (Vec<u32>, Vec<u32>) {
             let mut order: Vec<u32> = (0..t.rows.len() as u32).collect();
             if let Some(rule) = rules.first() {
-                let keys: Vec<Option<String>> = t
+                let keys: Vec<Option<u64>> = t
                     .rows
                     .iter()
                     .map(|row| Self::key(rule, row, left_side))
@@ -504,23 +504,31 @@ impl<'a> Linker<'a> {
         &self.right.rows[j as usize][self.right_ids]
     }
 
-    fn key(rule: &[KeyExpr], row: &[String], left_side: bool) -> Option<String> {
-        let mut key = String::new();
+    /// A record's blocking key under `rule`, hashed (no key when a part is empty). Hashing
+    /// instead of building strings keeps blocking cheap; a collision only adds a pair to compare.
+    fn key(rule: &[KeyExpr], row: &[String], left_side: bool) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
         for e in rule {
             let v = row[if left_side { e.left } else { e.right }].trim();
-            let v = apply_func(e.func, v);
-            if v.is_empty() {
-                return None;
+            match e.func {
+                Func::Plain if !v.is_empty() => v.hash(&mut h),
+                Func::Plain => return None,
+                f => {
+                    let t = apply_func(f, v);
+                    if t.is_empty() {
+                        return None;
+                    }
+                    t.hash(&mut h);
+                }
             }
-            key.push_str(&v);
-            key.push('\u{1f}');
         }
-        Some(key)
+        Some(h.finish())
     }
 
     /// Candidate pairs from all blocking rules, each pair once.
     pub fn candidates(&self) -> Candidates {
-        let keys = |t: &Table, left_side: bool| -> Vec<Vec<Option<String>>> {
+        let keys = |t: &Table, left_side: bool| -> Vec<Vec<Option<u64>>> {
             self.rules
                 .iter()
                 .map(|r| {
@@ -540,10 +548,10 @@ impl<'a> Linker<'a> {
         let mut pairs = Vec::new();
         let mut per_rule = vec![0u64; self.rules.len()];
         for r in 0..self.rules.len() {
-            let mut index: HashMap<&str, Vec<u32>> = HashMap::new();
+            let mut index: HashMap<u64, Vec<u32>> = HashMap::new();
             for (i, k) in lk[r].iter().enumerate() {
                 if let Some(k) = k {
-                    index.entry(k.as_str()).or_default().push(i as u32);
+                    index.entry(*k).or_default().push(i as u32);
                 }
             }
             let seen_before = |i: u32, j: u32| {
@@ -551,7 +559,7 @@ impl<'a> Linker<'a> {
             };
             for (j, k) in rk[r].iter().enumerate() {
                 let Some(k) = k else { continue };
-                let Some(lefts) = index.get(k.as_str()) else {
+                let Some(lefts) = index.get(k) else {
                     continue;
                 };
                 for &i in lefts {
@@ -651,7 +659,7 @@ impl<'a> Linker<'a> {
         // Patterns of levels with their counts: EM works on these, not on every pair. Every
         // rule's session sees all the pairs that rule blocks, not only those it was first to
         // find: otherwise a later rule's pairs are biased against earlier keys.
-        let keys = |t: &Table, left_side: bool| -> Vec<Vec<Option<String>>> {
+        let keys = |t: &Table, left_side: bool| -> Vec<Vec<Option<u64>>> {
             self.rules
                 .iter()
                 .map(|r| {
