@@ -261,6 +261,9 @@ pub struct Linker<'a> {
     /// Where each record's values are in the prepared columns.
     pos_left: Vec<u32>,
     pos_right: Option<Vec<u32>>,
+    /// Right records in layout order: candidates are generated in this order, block by block,
+    /// so that comparing them walks memory in order.
+    order_right: Vec<u32>,
     /// Per comparison with `tf`: for each left record, the share of records holding its value.
     tf_left: Vec<Option<Vec<f64>>>,
     left_ids: usize,
@@ -419,11 +422,12 @@ impl<'a> Linker<'a> {
             };
         let (order_left, pos_left) = layout(left, true);
         let mut prep_left = prepare(left, &order_left, |c| c.0);
-        let (pos_right, mut prep_right) = if dedupe {
-            (None, None)
+        let (order_right, pos_right, mut prep_right) = if dedupe {
+            (order_left.clone(), None, None)
         } else {
             let (order_right, pos_right) = layout(right, false);
-            (Some(pos_right), Some(prepare(right, &order_right, |c| c.1)))
+            let prepared = prepare(right, &order_right, |c| c.1);
+            (order_right, Some(pos_right), Some(prepared))
         };
         // Exact values and divisions become integer codes, shared by both sides.
         for (c, m) in methods.iter().enumerate().filter(|(_, m)| m.uses_codes()) {
@@ -490,6 +494,7 @@ impl<'a> Linker<'a> {
             prep_right,
             pos_left,
             pos_right,
+            order_right,
             tf_left,
             left_ids,
             right_ids,
@@ -557,8 +562,9 @@ impl<'a> Linker<'a> {
             let seen_before = |i: u32, j: u32| {
                 (0..r).any(|q| matches!((&lk[q][i as usize], &rk[q][j as usize]), (Some(a), Some(b)) if a == b))
             };
-            for (j, k) in rk[r].iter().enumerate() {
-                let Some(k) = k else { continue };
+            for &j in &self.order_right {
+                let j = j as usize;
+                let Some(k) = &rk[r][j] else { continue };
                 let Some(lefts) = index.get(k) else {
                     continue;
                 };
