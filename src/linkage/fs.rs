@@ -531,8 +531,8 @@ impl<'a> Linker<'a> {
         Some(h.finish())
     }
 
-    /// Candidate pairs from all blocking rules, each pair once.
-    pub fn candidates(&self) -> Candidates {
+    /// Every record's key under every blocking rule: `[rule][record]`, left side then right.
+    fn rule_keys(&self) -> (Vec<Vec<Option<u64>>>, Vec<Vec<Option<u64>>>) {
         let keys = |t: &Table, left_side: bool| -> Vec<Vec<Option<u64>>> {
             self.rules
                 .iter()
@@ -550,6 +550,12 @@ impl<'a> Linker<'a> {
         } else {
             keys(self.right, false)
         };
+        (lk, rk)
+    }
+
+    /// Candidate pairs from all blocking rules, each pair once.
+    pub fn candidates(&self) -> Candidates {
+        let (lk, rk) = self.rule_keys();
         let mut pairs = Vec::new();
         let mut per_rule = vec![0u64; self.rules.len()];
         for r in 0..self.rules.len() {
@@ -665,18 +671,7 @@ impl<'a> Linker<'a> {
         // Patterns of levels with their counts: EM works on these, not on every pair. Every
         // rule's session sees all the pairs that rule blocks, not only those it was first to
         // find: otherwise a later rule's pairs are biased against earlier keys.
-        let keys = |t: &Table, left_side: bool| -> Vec<Vec<Option<u64>>> {
-            self.rules
-                .iter()
-                .map(|r| {
-                    t.rows
-                        .iter()
-                        .map(|row| Self::key(r, row, left_side))
-                        .collect()
-                })
-                .collect()
-        };
-        let (lk, rk) = (keys(self.left, true), keys(self.right, false));
+        let (lk, rk) = self.rule_keys();
         let mut patterns: HashMap<u64, f64> = HashMap::new();
         let mut rule_patterns: Vec<HashMap<u64, f64>> = vec![HashMap::new(); self.rules.len()];
         for (p, &(i, j)) in candidates.iter().enumerate() {
