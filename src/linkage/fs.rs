@@ -270,6 +270,9 @@ pub struct Linker<'a> {
     right_ids: usize,
 }
 
+/// Blocking keys of every record under every rule, `[rule][record]`.
+type RuleKeys = Vec<Vec<Option<u64>>>;
+
 /// Candidate pairs and how many each blocking rule contributed.
 pub struct Candidates {
     pub pairs: Vec<(u32, u32)>,
@@ -532,8 +535,8 @@ impl<'a> Linker<'a> {
     }
 
     /// Every record's key under every blocking rule: `[rule][record]`, left side then right.
-    fn rule_keys(&self) -> (Vec<Vec<Option<u64>>>, Vec<Vec<Option<u64>>>) {
-        let keys = |t: &Table, left_side: bool| -> Vec<Vec<Option<u64>>> {
+    fn rule_keys(&self) -> (RuleKeys, RuleKeys) {
+        let keys = |t: &Table, left_side: bool| -> RuleKeys {
             self.rules
                 .iter()
                 .map(|r| {
