@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod evaluate;
+pub mod exchange;
 pub mod ingest;
 pub mod linkage;
 pub mod mapping;
