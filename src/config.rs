@@ -28,6 +28,25 @@ struct ConfigFile {
     reconcile: ReconcileSettings,
     #[serde(default)]
     routes: Vec<RouteFile>,
+    #[serde(default)]
+    exchange: ExchangeFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExchangeFile {
+    /// This region's private key file (see `vitalhub keys generate`).
+    private_key: Option<PathBuf>,
+    #[serde(default)]
+    partners: Vec<PartnerFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartnerFile {
+    region: String,
+    /// The partner's public key: 64 hex characters, or a path to a `.pub` file.
+    public_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +125,11 @@ pub struct Config {
     pub database: Database,
     pub reconcile: ReconcileSettings,
     pub routes: Vec<Route>,
+    /// This region's private key file, for signing outbound batches.
+    pub private_key: Option<PathBuf>,
+    /// Partner regions whose batches are accepted. When any is configured, every inbound
+    /// migrant batch must carry a signature that verifies against its sender's key.
+    pub partners: Vec<crate::exchange::Partner>,
     /// Where the configuration came from, for messages.
     pub source: String,
 }
@@ -154,6 +178,31 @@ impl Config {
                 matcher: glob.compile_matcher(),
             });
         }
+        let mut partners = Vec::new();
+        for p in &file.exchange.partners {
+            let text = if p.public_key.trim().len() == 64 {
+                p.public_key.clone()
+            } else {
+                let path = base.join(&p.public_key);
+                std::fs::read_to_string(&path).map_err(|e| {
+                    invalid(format!(
+                        "partner {}: cannot read key {}: {e}",
+                        p.region,
+                        path.display()
+                    ))
+                })?
+            };
+            let key = crate::exchange::parse_public_key(&text)
+                .map_err(|m| invalid(format!("partner {}: {m}", p.region)))?;
+            partners.push(crate::exchange::Partner {
+                region: p.region.clone(),
+                key,
+            });
+        }
+        let private_key =
+            file.exchange
+                .private_key
+                .map(|k| if k.is_relative() { base.join(k) } else { k });
         let mut database = file.database;
         if database.path.is_relative() && source != "built-in default" {
             database.path = base.join(&database.path);
@@ -163,6 +212,8 @@ impl Config {
             database,
             reconcile: file.reconcile,
             routes,
+            private_key,
+            partners,
             source: source.to_owned(),
         })
     }

@@ -9,7 +9,9 @@ use vitalhub_connectors::files::read_file;
 use vitalhub_connectors::RawRecord;
 
 use crate::config::Config;
+use crate::exchange::{verify_batch_file, Partner};
 use crate::mapping::{Mapping, MappingFileError};
+use crate::model::Feed;
 use crate::store::{QuarantineEntry, Store, StoreError};
 
 /// Files at least this large get a progress bar.
@@ -43,6 +45,8 @@ pub struct FileReport {
     pub already_landed: bool,
     /// The file could not be read to its end; the reason names where.
     pub error: Option<String>,
+    /// For a migrant batch: whose signature it carried, or that none was checked.
+    pub signature: Option<String>,
     #[serde(skip)]
     pub elapsed: Duration,
 }
@@ -57,6 +61,9 @@ pub struct IngestOptions {
     /// Re-read files whose content was landed before (after a mapping fix).
     pub force: bool,
     pub progress: bool,
+    /// Partner regions whose migrant batches are accepted; when any is given, a batch must be
+    /// signed by its sender's key or it is rejected whole.
+    pub partners: Vec<Partner>,
 }
 
 /// Ingests every routed file directly in `dir`, in file-name order.
@@ -114,10 +121,16 @@ pub fn ingest_file(
         quarantined: 0,
         already_landed: false,
         error: None,
+        signature: None,
         elapsed: Duration::ZERO,
     };
     if !opts.force {
-        if let Some(landed) = store.landed_file_by_sha(&sha, mapping.feed.name())? {
+        // Content that failed before (unreadable, or a rejected batch) is read again: the
+        // failure may have been the signature or the mapping, not the bytes.
+        let landed = store
+            .landed_file_by_sha(&sha, mapping.feed.name())?
+            .filter(|l| l.error.is_none());
+        if let Some(landed) = landed {
             report.already_landed = true;
             report.read = landed.records_read;
             report.unchanged = landed.upserted + landed.unchanged;
@@ -127,6 +140,34 @@ pub fn ingest_file(
         }
     }
     let display = path.display().to_string();
+    if mapping.feed == Feed::ExchangeMigrants {
+        if opts.partners.is_empty() {
+            report.signature = Some("not checked: no partner keys configured".into());
+        } else {
+            match verify_batch_file(path, &opts.partners) {
+                Ok(sender) => {
+                    report.signature = Some(format!("verified: signed by partner region {sender}"))
+                }
+                Err(rejection) => {
+                    // Kept in raw landing and the quarantine with the reason, nothing applied.
+                    let message = rejection.to_string();
+                    let mut writer = store.begin_file(
+                        &display,
+                        &sha,
+                        bytes,
+                        mapping.feed.name(),
+                        mapping_ref,
+                    )?;
+                    writer.quarantine("file", None, &message, None)?;
+                    writer.finish(0, Some(&message))?;
+                    report.quarantined = 1;
+                    report.error = Some(message);
+                    report.elapsed = started.elapsed();
+                    return Ok(report);
+                }
+            }
+        }
+    }
     let mut writer = store.begin_file(&display, &sha, bytes, mapping.feed.name(), mapping_ref)?;
     let bar = progress_bar(opts.progress && bytes >= PROGRESS_MIN_BYTES, bytes, path);
     let mut failure: Option<StoreError> = None;
@@ -191,6 +232,7 @@ pub fn retry_quarantined(
     store: &mut Store,
     entry: &QuarantineEntry,
     mapping_override: Option<&str>,
+    partners: &[Partner],
 ) -> Result<RetryOutcome, IngestError> {
     let mapping_ref = mapping_override.unwrap_or(&entry.mapping);
     let mapping = Mapping::load(mapping_ref)?;
@@ -217,6 +259,7 @@ pub fn retry_quarantined(
             let opts = IngestOptions {
                 force: true,
                 progress: false,
+                partners: partners.to_vec(),
             };
             let report = ingest_file(store, path, &mapping, mapping_ref, &opts)?;
             if report.error.is_none() {

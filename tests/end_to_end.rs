@@ -173,6 +173,8 @@ fn same_seed_same_files_byte_for_byte() {
         "marriages-202610.xml",
         "migrants-202610.json",
         "truth.jsonl",
+        "migrants-202610.json.sig",
+        "partner-320411.pub",
     ] {
         let (x, y) = (
             std::fs::read(a.join(name)).unwrap(),

@@ -43,6 +43,7 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
         &IngestOptions {
             force: false,
             progress: true,
+            partners: config.partners.clone(),
         },
     )?;
     let ingest_time = t_ingest.elapsed();

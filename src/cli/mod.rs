@@ -141,8 +141,25 @@ enum Command {
         #[arg(long)]
         save_model: Option<PathBuf>,
     },
+    /// This region's Ed25519 key pair for signing partner batches
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// List the built-in mappings, or print one
     Mappings { name: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Write REGION.key (private, mode 0600) and REGION.pub (for partners) into DIR
+    Generate {
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Region code [default: region.code of the config]
+        #[arg(long)]
+        region: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +198,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             let opts = IngestOptions {
                 force,
                 progress: true,
+                partners: config.partners.clone(),
             };
             let (reports, unrouted) = ingest_dir(&mut store, &config, &dir, &opts)?;
             print_ingest(&reports);
@@ -239,7 +257,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 output.as_deref(),
             )?;
         }
-        Command::Quarantine { action } => quarantine(open()?, action)?,
+        Command::Quarantine { action } => quarantine(open()?, action, &config.partners)?,
         Command::Review {
             id,
             status,
@@ -307,6 +325,20 @@ pub fn main() -> Result<std::process::ExitCode> {
             model,
             save_model,
         )?,
+        Command::Keys {
+            action: KeysAction::Generate { out, region },
+        } => {
+            let region = region.unwrap_or_else(|| config.region.code.clone());
+            let (private, public) = crate::exchange::generate_keys(&out, &region)?;
+            println!(
+                "private key: {} (mode 0600; keep it secret, point exchange.private_key at it)",
+                private.display()
+            );
+            println!(
+                "public key:  {} (give it to partner regions)",
+                public.display()
+            );
+        }
         Command::Mappings { name } => match name {
             None => {
                 for n in crate::mapping::builtin_names() {
@@ -510,11 +542,17 @@ fn print_ingest(reports: &[crate::ingest::FileReport]) {
         );
         if let Some(e) = &r.error {
             println!("  error: {e}");
+        } else if let Some(s) = &r.signature {
+            println!("  signature {s}");
         }
     }
 }
 
-fn quarantine(mut store: Store, action: QuarantineAction) -> Result<()> {
+fn quarantine(
+    mut store: Store,
+    action: QuarantineAction,
+    partners: &[crate::exchange::Partner],
+) -> Result<()> {
     match action {
         QuarantineAction::List { all } => {
             let entries = store.quarantine_entries(all)?;
@@ -559,7 +597,7 @@ fn quarantine(mut store: Store, action: QuarantineAction) -> Result<()> {
             };
             let (mut stored, mut failing) = (0, 0);
             for e in &entries {
-                match retry_quarantined(&mut store, e, mapping.as_deref())? {
+                match retry_quarantined(&mut store, e, mapping.as_deref(), partners)? {
                     RetryOutcome::Stored => stored += 1,
                     RetryOutcome::StillFailing(why) => {
                         failing += 1;

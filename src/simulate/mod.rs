@@ -44,6 +44,16 @@ impl Simulation {
     }
 }
 
+/// The simulated partner region's signing key for a seed (never a real key).
+fn partner_key(seed: u64) -> ed25519_dalek::SigningKey {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!(
+        "vitalhub simulated partner {} seed {seed}",
+        world::PARTNER
+    ));
+    ed25519_dalek::SigningKey::from_bytes(&digest.into())
+}
+
 pub fn as_of_for(period: Period) -> NaiveDate {
     period.last_day() + Duration::days(20)
 }
@@ -67,6 +77,8 @@ pub fn simulate(params: &SimulateParams, out: &Path) -> anyhow::Result<Simulatio
         out.join(format!("marriages-{}.xml", p.compact())),
         out.join(format!("migrants-{}.json", p.compact())),
         out.join("truth.jsonl"),
+        out.join(format!("migrants-{}.json.sig", p.compact())),
+        out.join(format!("partner-{}.pub", world::PARTNER)),
     ];
     write::registry_csv(&world, &files[0])?;
     write::births_xml(&world, p, &files[1])?;
@@ -74,6 +86,17 @@ pub fn simulate(params: &SimulateParams, out: &Path) -> anyhow::Result<Simulatio
     write::marriages_xml(&world, p, &files[3])?;
     write::migrants_json(&world, p, params.seed, &files[4])?;
     write::truth_jsonl(&world, &files[5])?;
+    // The partner region signs its batch; its key follows from the seed, so that the same seed
+    // gives the same signature. Configure `partner-320411.pub` as that partner's key.
+    let partner = partner_key(params.seed);
+    std::fs::write(
+        &files[6],
+        crate::exchange::sign(&partner, &std::fs::read(&files[4])?),
+    )?;
+    std::fs::write(
+        &files[7],
+        format!("{}\n", hex::encode(partner.verifying_key().to_bytes())),
+    )?;
     Ok(Simulation {
         files,
         persons: world.registry.len(),

@@ -1,0 +1,217 @@
+//! Signed partner batches through the file fallback: verified, rejected whole, applied once.
+
+mod common;
+
+use std::path::Path;
+
+use common::{ok, path, vitalhub};
+
+/// A config that accepts batches from the simulated partner region 320411 only.
+fn config_with_partner(dir: &Path) -> std::path::PathBuf {
+    let base = std::fs::read_to_string("config/vitalhub.toml").unwrap();
+    let config = dir.join("vitalhub.toml");
+    let text = format!("{base}\n[exchange]\n[[exchange.partners]]\nregion = \"320411\"\npublic_key = \"feeds/partner-320411.pub\"\n");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+fn migrant_line(out: &str) -> String {
+    out.lines()
+        .skip_while(|l| !l.starts_with("migrants-202610.json "))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_signed_batch_is_verified_and_reconciled() {
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = dir.path().join("feeds");
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "simulate",
+            "--out",
+            path(&feeds),
+            "--families",
+            "1500",
+            "--seed",
+            "4",
+        ],
+    ));
+    let config = config_with_partner(dir.path());
+    let out = ok(&vitalhub(
+        dir.path(),
+        &["--config", path(&config), "ingest", path(&feeds)],
+    ));
+    assert!(
+        migrant_line(&out).contains("verified: signed by partner region 320411"),
+        "{out}"
+    );
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "--config",
+            path(&config),
+            "reconcile",
+            "--period",
+            "2026-10",
+            "--as-of",
+            "2026-11-20",
+        ],
+    ));
+    let report = dir.path().join("r.jsonl");
+    ok(&vitalhub(
+        dir.path(),
+        &["report", "--period", "2026-10", "-o", path(&report)],
+    ));
+    let table = ok(&vitalhub(
+        dir.path(),
+        &[
+            "evaluate",
+            "--truth",
+            path(&feeds.join("truth.jsonl")),
+            "--report",
+            path(&report),
+        ],
+    ));
+    let migrants = table
+        .lines()
+        .find(|l| l.starts_with("migrant_inflow_not_recorded"))
+        .unwrap();
+    assert!(migrants.ends_with("1.000   1.000"), "{table}");
+}
+
+#[test]
+fn a_changed_byte_or_a_stranger_signature_rejects_the_batch_whole_and_keeps_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = dir.path().join("feeds");
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "simulate",
+            "--out",
+            path(&feeds),
+            "--families",
+            "1500",
+            "--seed",
+            "4",
+        ],
+    ));
+    let config = config_with_partner(dir.path());
+    let batch = feeds.join("migrants-202610.json");
+    let original = std::fs::read(&batch).unwrap();
+
+    // One byte changed after signing.
+    let mut changed = original.clone();
+    let at = changed.windows(7).position(|w| w == b"inflow\"").unwrap();
+    changed[at] = b'I';
+    std::fs::write(&batch, &changed).unwrap();
+    let out = vitalhub(
+        dir.path(),
+        &["--config", path(&config), "ingest", path(&feeds)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = migrant_line(&stdout);
+    assert!(line.contains("signature does not verify"), "{stdout}");
+    assert_eq!(
+        line.split_whitespace().nth(2),
+        Some("0"),
+        "no record of a rejected batch is read: {line}"
+    );
+    let list = ok(&vitalhub(dir.path(), &["quarantine", "list"]));
+    assert!(
+        list.contains("migrants-202610.json") && list.contains("signature does not verify"),
+        "{list}"
+    );
+
+    // The original bytes signed by a key that is not the partner's.
+    std::fs::write(&batch, &original).unwrap();
+    let keys = dir.path().join("keys");
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "keys",
+            "generate",
+            "--out",
+            path(&keys),
+            "--region",
+            "320411",
+        ],
+    ));
+    let stranger = vitalhub::exchange::load_signing_key(&keys.join("320411.key")).unwrap();
+    std::fs::write(
+        feeds.join("migrants-202610.json.sig"),
+        vitalhub::exchange::sign(&stranger, &original),
+    )
+    .unwrap();
+    let out = vitalhub(
+        dir.path(),
+        &["--config", path(&config), "ingest", path(&feeds)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        migrant_line(&String::from_utf8_lossy(&out.stdout)).contains("signature does not verify")
+    );
+
+    // With no partner configured for the sender, the batch is rejected too.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("\"320411\"", "\"110105\""),
+    )
+    .unwrap();
+    let out = vitalhub(
+        dir.path(),
+        &["--config", path(&config), "ingest", path(&feeds)],
+    );
+    assert!(migrant_line(&String::from_utf8_lossy(&out.stdout))
+        .contains("no partner key configured for sending region '320411'"));
+}
+
+#[test]
+fn a_replayed_batch_is_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = dir.path().join("feeds");
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "simulate",
+            "--out",
+            path(&feeds),
+            "--families",
+            "800",
+            "--seed",
+            "4",
+        ],
+    ));
+    let config = config_with_partner(dir.path());
+    ok(&vitalhub(
+        dir.path(),
+        &["--config", path(&config), "ingest", path(&feeds)],
+    ));
+    let replay = dir.path().join("replay");
+    std::fs::create_dir(&replay).unwrap();
+    for f in ["migrants-202610.json", "migrants-202610.json.sig"] {
+        std::fs::copy(
+            feeds.join(f),
+            replay.join(f.replace("202610", "202610-resent")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        feeds.join("partner-320411.pub"),
+        replay.join("partner-320411.pub"),
+    )
+    .unwrap();
+    let out = ok(&vitalhub(
+        dir.path(),
+        &["--config", path(&config), "ingest", path(&replay)],
+    ));
+    assert!(
+        out.contains("(already ingested)"),
+        "the same batch under another name changes nothing: {out}"
+    );
+}
