@@ -215,3 +215,147 @@ fn a_replayed_batch_is_applied_once() {
         "the same batch under another name changes nothing: {out}"
     );
 }
+
+/// A region's config: the default routes, its own code and key, and one trusted partner.
+fn region_config(
+    dir: &Path,
+    code: &str,
+    private_key: &Path,
+    partner: &str,
+    partner_pub: &Path,
+) -> std::path::PathBuf {
+    let base = std::fs::read_to_string("config/vitalhub.toml")
+        .unwrap()
+        .replace("code = \"410600\"", &format!("code = \"{code}\""));
+    let config = dir.join(format!("{code}.toml"));
+    let text = format!(
+        "{base}\n[exchange]\nprivate_key = \"{}\"\n[[exchange.partners]]\nregion = \"{partner}\"\npublic_key = \"{}\"\n",
+        private_key.display(),
+        partner_pub.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn two_regions_exchange_a_signed_batch_through_files_and_nothing_is_sent_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hebi, changzhou) = (dir.path().join("hebi"), dir.path().join("changzhou"));
+    std::fs::create_dir_all(&hebi).unwrap();
+    std::fs::create_dir_all(&changzhou).unwrap();
+    let keys = dir.path().join("keys");
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "keys",
+            "generate",
+            "--out",
+            path(&keys),
+            "--region",
+            "410600",
+        ],
+    ));
+    ok(&vitalhub(
+        dir.path(),
+        &[
+            "keys",
+            "generate",
+            "--out",
+            path(&keys),
+            "--region",
+            "320411",
+        ],
+    ));
+    let hebi_config = region_config(
+        &hebi,
+        "410600",
+        &keys.join("410600.key"),
+        "320411",
+        &keys.join("320411.pub"),
+    );
+    let cz_config = region_config(
+        &changzhou,
+        "320411",
+        &keys.join("320411.key"),
+        "410600",
+        &keys.join("410600.pub"),
+    );
+
+    // Hebi's registry holds people registered in 320411 who live in Hebi.
+    let feeds = hebi.join("feeds");
+    ok(&vitalhub(
+        &hebi,
+        &[
+            "simulate",
+            "--out",
+            path(&feeds),
+            "--families",
+            "3000",
+            "--seed",
+            "9",
+        ],
+    ));
+    for f in ["migrants-202610.json", "migrants-202610.json.sig"] {
+        std::fs::remove_file(feeds.join(f)).unwrap();
+    }
+    ok(&vitalhub(
+        &hebi,
+        &["--config", path(&hebi_config), "ingest", path(&feeds)],
+    ));
+    let outbox = dir.path().join("shared-folder");
+    let out = ok(&vitalhub(
+        &hebi,
+        &[
+            "--config",
+            path(&hebi_config),
+            "exchange",
+            "export",
+            "--to",
+            "320411",
+            "--out",
+            path(&outbox),
+        ],
+    ));
+    let sent: usize = out
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect(&out);
+    assert!(sent > 0, "{out}");
+
+    // Changzhou verifies the batch against Hebi's key and applies every record.
+    let got = ok(&vitalhub(
+        &changzhou,
+        &["--config", path(&cz_config), "ingest", path(&outbox)],
+    ));
+    assert!(
+        got.contains("verified: signed by partner region 410600"),
+        "{got}"
+    );
+    let line = got
+        .lines()
+        .find(|l| l.starts_with("migrants-410600-to-320411"))
+        .expect(&got);
+    assert_eq!(
+        line.split_whitespace().nth(2),
+        Some(sent.to_string().as_str()),
+        "{got}"
+    );
+
+    // Nothing changed since: nothing is sent again.
+    let again = ok(&vitalhub(
+        &hebi,
+        &[
+            "--config",
+            path(&hebi_config),
+            "exchange",
+            "export",
+            "--to",
+            "320411",
+            "--out",
+            path(&outbox),
+        ],
+    ));
+    assert!(again.contains("nothing new for 320411"), "{again}");
+}

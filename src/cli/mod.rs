@@ -141,6 +141,11 @@ enum Command {
         #[arg(long)]
         save_model: Option<PathBuf>,
     },
+    /// Migrant batches for partner regions
+    Exchange {
+        #[command(subcommand)]
+        action: ExchangeAction,
+    },
     /// This region's Ed25519 key pair for signing partner batches
     Keys {
         #[command(subcommand)]
@@ -148,6 +153,18 @@ enum Command {
     },
     /// List the built-in mappings, or print one
     Mappings { name: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum ExchangeAction {
+    /// Write a signed batch for partner REGION into DIR: its people who live here, new or
+    /// changed since the last batch to it
+    Export {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -325,6 +342,22 @@ pub fn main() -> Result<std::process::ExitCode> {
             model,
             save_model,
         )?,
+        Command::Exchange {
+            action: ExchangeAction::Export { to, out },
+        } => {
+            let mut store = open()?;
+            let export = crate::exchange::export(&mut store, &config, &to, &out)?;
+            match (&export.file, &export.message_id) {
+                (Some(file), Some(id)) => {
+                    println!(
+                        "wrote {} ({} records, message {id}) and its signature",
+                        file.display(),
+                        export.records
+                    )
+                }
+                _ => println!("nothing new for {to} since the last batch"),
+            }
+        }
         Command::Keys {
             action: KeysAction::Generate { out, region },
         } => {

@@ -5,6 +5,10 @@
 //! whose signature does not verify against the key configured for its sending region is
 //! rejected whole.
 
+mod outbound;
+
+pub use outbound::{export, Export};
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

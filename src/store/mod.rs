@@ -5,6 +5,7 @@
 //! either the whole file or none of it.
 
 mod discrepancies;
+mod exchange;
 mod files;
 mod quarantine;
 
@@ -24,6 +25,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "linkage_models",
         include_str!("migrations/0002_linkage_models.sql"),
+    ),
+    (
+        "exchange_sent",
+        include_str!("migrations/0003_exchange_sent.sql"),
     ),
 ];
 
@@ -223,7 +228,7 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
