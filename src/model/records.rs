@@ -162,6 +162,18 @@ impl HukouEventKind {
     }
 }
 
+impl HukouEvent {
+    /// The record key of SPEC.md: `{id number}|{event}|{registration date}`.
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.id_number,
+            self.event.label(),
+            self.reg_date
+        )
+    }
+}
+
 /// A household registration event from the police.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HukouEvent {
@@ -228,6 +240,17 @@ pub enum MigrantEvent {
     Return,
 }
 
+impl MigrantEvent {
+    /// The name the exchange format uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            MigrantEvent::Inflow => "inflow",
+            MigrantEvent::Outflow => "outflow",
+            MigrantEvent::Return => "return",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrantChild {
     pub name: String,
@@ -252,6 +275,18 @@ pub struct MigrantRecord {
     pub event: MigrantEvent,
     pub event_date: NaiveDate,
     pub children: Vec<MigrantChild>,
+}
+
+impl MigrantRecord {
+    /// `{id number}|{event}|{event date}`: one event of one person.
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.id_number,
+            self.event.name(),
+            self.event_date
+        )
+    }
 }
 
 /// Any canonical record, tagged with its feed.
@@ -286,17 +321,9 @@ impl Record {
         match self {
             Record::Person(p) => p.person_key.clone(),
             Record::Birth(b) => b.cert_no.clone(),
-            Record::Hukou(h) => format!("{}|{}|{}", h.id_number, h.event.label(), h.reg_date),
+            Record::Hukou(h) => h.key(),
             Record::Marriage(m) => m.reg_no.clone(),
-            Record::Migrant(m) => format!(
-                "{}|{}|{}",
-                m.id_number,
-                serde_json::to_value(m.event)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                m.event_date
-            ),
+            Record::Migrant(m) => m.key(),
         }
     }
 

@@ -26,10 +26,7 @@ impl<'a> Cluster<'a> {
     fn anchor(&self) -> String {
         match self.health {
             Some(h) => format!("health.births|{}", h.cert_no),
-            None => format!(
-                "police.hukou|{}",
-                Record::Hukou(self.hukou[0].clone()).key()
-            ),
+            None => format!("police.hukou|{}", self.hukou[0].key()),
         }
     }
 
@@ -42,7 +39,7 @@ impl<'a> Cluster<'a> {
         out.extend(
             self.hukou
                 .iter()
-                .map(|h| SourceRef::new("police.hukou", Record::Hukou((*h).clone()).key())),
+                .map(|h| SourceRef::new("police.hukou", h.key())),
         );
         out
     }

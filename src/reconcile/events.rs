@@ -330,7 +330,7 @@ fn marriage(m: &MarriageRegistration, params: &Params, linker: &ExactLinker, out
 }
 
 fn hukou_event(h: &HukouEvent, params: &Params, linker: &ExactLinker, out: &mut Findings) {
-    let key = Record::Hukou(h.clone()).key();
+    let key = h.key();
     let Some(p) = person(linker, &h.id_number) else {
         if is_ours(&h.id_number, &params.region_prefix) {
             let what = format!(
@@ -385,7 +385,7 @@ fn hukou_event(h: &HukouEvent, params: &Params, linker: &ExactLinker, out: &mut 
 }
 
 fn migrant(m: &MigrantRecord, params: &Params, linker: &ExactLinker, out: &mut Findings) {
-    let key = Record::Migrant(m.clone()).key();
+    let key = m.key();
     let lives_here = |d: &Option<Division>| {
         d.as_ref()
             .is_some_and(|d| d.as_str().starts_with(&params.region_prefix))
@@ -429,10 +429,10 @@ fn migrant(m: &MigrantRecord, params: &Params, linker: &ExactLinker, out: &mut F
     }
     if p.is_none() && is_ours(&m.id_number, &params.region_prefix) && !arrived_here {
         let what = format!(
-            "partner-region migrant record ({:?} on {})",
-            m.event, m.event_date
-        )
-        .to_lowercase();
+            "partner-region migrant record ({} on {})",
+            m.event.name(),
+            m.event_date
+        );
         unknown_person(
             out,
             "exchange.migrants",

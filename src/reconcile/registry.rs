@@ -114,7 +114,7 @@ fn invalid_identifiers(inputs: &Inputs, params: &Params, out: &mut Findings) {
         flag(
             out,
             "police.hukou",
-            &Record::Hukou(h.clone()).key(),
+            &h.key(),
             None,
             division_text(&h.hukou_division),
             &ids,
@@ -148,7 +148,7 @@ fn invalid_identifiers(inputs: &Inputs, params: &Params, out: &mut Findings) {
         flag(
             out,
             "exchange.migrants",
-            &Record::Migrant(m.clone()).key(),
+            &m.key(),
             None,
             division_text(&m.hukou_division),
             &refs,
