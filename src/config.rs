@@ -60,11 +60,7 @@ pub struct Region {
 impl Region {
     /// The prefix identity numbers and divisions of this region start with.
     pub fn prefix(&self) -> &str {
-        let mut p = self.code.as_str();
-        while p.len() > 2 && p.ends_with("00") {
-            p = &p[..p.len() - 2];
-        }
-        p
+        crate::model::division_prefix(&self.code)
     }
 }
 

@@ -27,7 +27,7 @@ pub fn export(store: &mut Store, config: &Config, to: &str, out: &Path) -> anyho
         .context("exchange.private_key is not set in the config")?;
     let key = super::load_signing_key(key_path)?;
     let ours = config.region.prefix().to_owned();
-    let theirs = to.trim_end_matches("00");
+    let theirs = crate::model::division_prefix(to);
     let sent = store.exchange_sent(to)?;
     let mut records = Vec::new();
     let mut fingerprints = Vec::new();

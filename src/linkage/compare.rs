@@ -359,8 +359,7 @@ fn one_edit_apart(x: &[char], y: &[char]) -> bool {
 }
 
 pub fn parse_any_date(s: &str) -> Option<NaiveDate> {
-    const FORMATS: [&str; 5] = ["%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日"];
-    FORMATS
+    crate::model::DATE_FORMATS
         .iter()
         .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
 }

@@ -4,9 +4,7 @@ use chrono::{Duration, NaiveDate};
 
 /// Formats tried in order when a mapping names none. `%m`/`%d` accept one or two digits.
 pub fn default_formats() -> Vec<String> {
-    ["%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日"]
-        .map(str::to_owned)
-        .to_vec()
+    crate::model::DATE_FORMATS.map(str::to_owned).to_vec()
 }
 
 /// Excel's day 0 in the 1900 date system, counting its phantom 1900-02-29.

@@ -144,6 +144,16 @@ impl fmt::Display for MaritalStatus {
     }
 }
 
+/// The significant prefix of a division code: trailing `00` pairs dropped, at least two digits
+/// kept (`410600` -> `4106`, `410000` -> `41`, `410611` unchanged).
+pub fn division_prefix(code: &str) -> &str {
+    let mut p = code.trim();
+    while p.len() > 2 && p.ends_with("00") {
+        p = &p[..p.len() - 2];
+    }
+    p
+}
+
 /// A 6-digit GB/T 2260 administrative division code.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -156,7 +166,7 @@ impl Division {
 
     /// Whether this division lies inside `prefix` (`4106` the prefecture, `410611` the county).
     pub fn within(&self, prefix: &str) -> bool {
-        self.0.starts_with(prefix.trim_end_matches("00"))
+        self.0.starts_with(division_prefix(prefix))
     }
 
     /// The prefecture (city) this division belongs to, as a 4-digit prefix.
@@ -221,6 +231,9 @@ mod tests {
         assert!(d.within("410611"));
         assert!(!d.within("410621"));
         assert_eq!(d.prefecture(), "4106");
+        assert_eq!(division_prefix("410600"), "4106");
+        assert_eq!(division_prefix("410000"), "41");
+        assert_eq!(division_prefix("410611"), "410611");
         assert!("41061".parse::<Division>().is_err());
     }
 }

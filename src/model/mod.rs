@@ -10,10 +10,10 @@ mod id_number;
 mod period;
 mod records;
 
-pub use codes::{Division, MaritalStatus, Sex};
+pub use codes::{division_prefix, Division, MaritalStatus, Sex};
 pub use discrepancy::{Discrepancy, DiscrepancyKind, FieldDiff, Severity, SourceRef};
 pub use id_number::{check_char, IdNumber, IdProblem};
-pub use period::Period;
+pub use period::{Period, DATE_FORMATS};
 pub use records::{
     BirthNotification, CertStatus, Feed, HukouEvent, HukouEventKind, MarriageKind,
     MarriageRegistration, MigrantChild, MigrantEvent, MigrantRecord, Party, Person, PersonStatus,

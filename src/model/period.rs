@@ -1,9 +1,12 @@
-//! Reporting periods: calendar months written `YYYY-MM`.
+//! Reporting periods (calendar months written `YYYY-MM`) and the date forms feeds use.
 
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{Datelike, Months, NaiveDate};
+
+/// The date forms of SPEC.md, tried in order (`%m`/`%d` accept one or two digits).
+pub const DATE_FORMATS: [&str; 5] = ["%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Period {
