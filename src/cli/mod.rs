@@ -118,29 +118,7 @@ enum Command {
         corrupt: bool,
     },
     /// Link two CSV files, or deduplicate one, with a linkage settings file
-    Link {
-        #[arg(long)]
-        left: PathBuf,
-        /// The other file; without it (or with --dedupe) LEFT is deduplicated
-        #[arg(long)]
-        right: Option<PathBuf>,
-        #[arg(long)]
-        settings: PathBuf,
-        #[arg(long)]
-        dedupe: bool,
-        /// Matches and reviews as CSV
-        #[arg(long)]
-        output: PathBuf,
-        /// Column holding the true entity id: prints precision, recall and F1
-        #[arg(long)]
-        truth_column: Option<String>,
-        /// Score with this trained model instead of training (incremental use)
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Save the trained model here
-        #[arg(long)]
-        save_model: Option<PathBuf>,
-    },
+    Link(LinkArgs),
     /// Migrant batches for partner regions
     Exchange {
         #[command(subcommand)]
@@ -153,6 +131,31 @@ enum Command {
     },
     /// List the built-in mappings, or print one
     Mappings { name: Option<String> },
+}
+
+#[derive(clap::Args)]
+struct LinkArgs {
+    #[arg(long)]
+    left: PathBuf,
+    /// The other file; without it (or with --dedupe) LEFT is deduplicated
+    #[arg(long)]
+    right: Option<PathBuf>,
+    #[arg(long)]
+    settings: PathBuf,
+    #[arg(long)]
+    dedupe: bool,
+    /// Matches and reviews as CSV
+    #[arg(long)]
+    output: PathBuf,
+    /// Column holding the true entity id: prints precision, recall and F1
+    #[arg(long)]
+    truth_column: Option<String>,
+    /// Score with this trained model instead of training (incremental use)
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Save the trained model here
+    #[arg(long)]
+    save_model: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -323,25 +326,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             families,
             corrupt,
         } => demo::run(&dir, families, corrupt, cli.db.as_deref())?,
-        Command::Link {
-            left,
-            right,
-            settings,
-            dedupe,
-            output,
-            truth_column,
-            model,
-            save_model,
-        } => link(
-            left,
-            right,
-            settings,
-            dedupe,
-            output,
-            truth_column,
-            model,
-            save_model,
-        )?,
+        Command::Link(args) => link(args)?,
         Command::Exchange {
             action: ExchangeAction::Export { to, out },
         } => {
@@ -454,17 +439,17 @@ pub(crate) fn write_report(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn link(
-    left: PathBuf,
-    right: Option<PathBuf>,
-    settings: PathBuf,
-    dedupe: bool,
-    output: PathBuf,
-    truth_column: Option<String>,
-    model: Option<PathBuf>,
-    save_model: Option<PathBuf>,
-) -> Result<()> {
+fn link(args: LinkArgs) -> Result<()> {
+    let LinkArgs {
+        left,
+        right,
+        settings,
+        dedupe,
+        output,
+        truth_column,
+        model,
+        save_model,
+    } = args;
     use crate::linkage::fs::{Model, Settings, Table};
     let text = std::fs::read_to_string(&settings)
         .with_context(|| format!("reading {}", settings.display()))?;
