@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ok, path, vitalhub};
+use common::{ok, path, simulate, vitalhub};
 
 const HUKOU_HEADER: &str = "登记类别,公民身份号码,姓名,性别,民族,出生日期,户籍地行政区划,户籍地址,出生医学证明编号,父亲姓名,父亲公民身份号码,母亲姓名,母亲公民身份号码,登记日期,登记机关\n";
 
@@ -74,11 +74,7 @@ fn a_bad_date_quarantines_the_row_and_the_rest_is_ingested_then_retried_after_a_
 #[test]
 fn a_truncated_xml_file_keeps_its_complete_records_and_is_quarantined_with_its_place() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = dir.path().join("feeds");
-    ok(&vitalhub(
-        dir.path(),
-        &["simulate", "--out", path(&feeds), "--families", "300"],
-    ));
+    let feeds = simulate(dir.path(), "300", "1");
     let births = feeds.join("births-202610.xml");
     let text = std::fs::read_to_string(&births).unwrap();
     let total = text.matches("<Birth ").count();
@@ -115,11 +111,7 @@ fn a_truncated_xml_file_keeps_its_complete_records_and_is_quarantined_with_its_p
 #[test]
 fn a_file_with_a_wrong_column_layout_fails_with_a_clear_message_and_loses_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = dir.path().join("feeds");
-    ok(&vitalhub(
-        dir.path(),
-        &["simulate", "--out", path(&feeds), "--families", "100"],
-    ));
+    let feeds = simulate(dir.path(), "100", "1");
     std::fs::remove_file(feeds.join("hukou-202610.xlsx")).unwrap();
     std::fs::write(
         feeds.join("hukou-202610.csv"),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ok, path, vitalhub};
+use common::{ok, path, simulate, vitalhub};
 
 /// Simulates, ingests, reconciles and evaluates one month; returns (kind, expected, precision,
 /// recall) per kind and the report path.
@@ -189,11 +189,7 @@ fn same_seed_same_files_byte_for_byte() {
 #[test]
 fn ingesting_and_reconciling_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = dir.path().join("feeds");
-    ok(&vitalhub(
-        dir.path(),
-        &["simulate", "--out", path(&feeds), "--families", "800"],
-    ));
+    let feeds = simulate(dir.path(), "800", "1");
     ok(&vitalhub(dir.path(), &["ingest", path(&feeds)]));
     let again = ok(&vitalhub(dir.path(), &["ingest", path(&feeds)]));
     assert_eq!(again.matches("(already ingested)").count(), 5, "{again}");
@@ -263,11 +259,7 @@ fn ingesting_and_reconciling_again_changes_nothing() {
 #[test]
 fn every_report_format_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = dir.path().join("feeds");
-    ok(&vitalhub(
-        dir.path(),
-        &["simulate", "--out", path(&feeds), "--families", "400"],
-    ));
+    let feeds = simulate(dir.path(), "400", "1");
     ok(&vitalhub(dir.path(), &["ingest", path(&feeds)]));
     ok(&vitalhub(
         dir.path(),

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ok, path, vitalhub};
+use common::{ok, path, simulate, vitalhub};
 
 /// A config that accepts batches from the simulated partner region 320411 only.
 fn config_with_partner(dir: &Path) -> std::path::PathBuf {
@@ -26,19 +26,7 @@ fn migrant_line(out: &str) -> String {
 #[test]
 fn a_signed_batch_is_verified_and_reconciled() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = dir.path().join("feeds");
-    ok(&vitalhub(
-        dir.path(),
-        &[
-            "simulate",
-            "--out",
-            path(&feeds),
-            "--families",
-            "1500",
-            "--seed",
-            "4",
-        ],
-    ));
+    let feeds = simulate(dir.path(), "1500", "4");
     let config = config_with_partner(dir.path());
     let out = ok(&vitalhub(
         dir.path(),
@@ -85,19 +73,7 @@ fn a_signed_batch_is_verified_and_reconciled() {
 #[test]
 fn a_changed_byte_or_a_stranger_signature_rejects_the_batch_whole_and_keeps_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = dir.path().join("feeds");
-    ok(&vitalhub(
-        dir.path(),
-        &[
-            "simulate",
-            "--out",
-            path(&feeds),
-            "--families",
-            "1500",
-            "--seed",
-            "4",
-        ],
-    ));
+    let feeds = simulate(dir.path(), "1500", "4");
     let config = config_with_partner(dir.path());
     let batch = feeds.join("migrants-202610.json");
     let original = std::fs::read(&batch).unwrap();
@@ -174,19 +150,7 @@ fn a_changed_byte_or_a_stranger_signature_rejects_the_batch_whole_and_keeps_the_
 #[test]
 fn a_replayed_batch_is_applied_once() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = dir.path().join("feeds");
-    ok(&vitalhub(
-        dir.path(),
-        &[
-            "simulate",
-            "--out",
-            path(&feeds),
-            "--families",
-            "800",
-            "--seed",
-            "4",
-        ],
-    ));
+    let feeds = simulate(dir.path(), "800", "4");
     let config = config_with_partner(dir.path());
     ok(&vitalhub(
         dir.path(),
@@ -282,19 +246,7 @@ fn two_regions_exchange_a_signed_batch_through_files_and_nothing_is_sent_twice()
     );
 
     // Hebi's registry holds people registered in 320411 who live in Hebi.
-    let feeds = hebi.join("feeds");
-    ok(&vitalhub(
-        &hebi,
-        &[
-            "simulate",
-            "--out",
-            path(&feeds),
-            "--families",
-            "3000",
-            "--seed",
-            "9",
-        ],
-    ));
+    let feeds = simulate(&hebi, "3000", "9");
     for f in ["migrants-202610.json", "migrants-202610.json.sig"] {
         std::fs::remove_file(feeds.join(f)).unwrap();
     }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ok, path, vitalhub};
+use common::{ok, path, simulate, vitalhub};
 
 const SETTINGS: &str = r#"
 unique_id = "person_key"
@@ -81,19 +81,7 @@ fn with_truth(registry: &str) -> String {
 #[test]
 fn linking_records_with_typos_reaches_f1_of_0_99_and_a_saved_model_scores_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = dir.path().join("feeds");
-    ok(&vitalhub(
-        dir.path(),
-        &[
-            "simulate",
-            "--out",
-            path(&feeds),
-            "--families",
-            "600",
-            "--seed",
-            "5",
-        ],
-    ));
+    let feeds = simulate(dir.path(), "600", "5");
     let registry = std::fs::read_to_string(feeds.join("registry.csv")).unwrap();
     let (left, right, settings) = (
         dir.path().join("left.csv"),
@@ -139,19 +127,7 @@ fn linking_records_with_typos_reaches_f1_of_0_99_and_a_saved_model_scores_the_sa
 #[test]
 fn deduplication_clusters_the_injected_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = dir.path().join("feeds");
-    ok(&vitalhub(
-        dir.path(),
-        &[
-            "simulate",
-            "--out",
-            path(&feeds),
-            "--families",
-            "2000",
-            "--seed",
-            "3",
-        ],
-    ));
+    let feeds = simulate(dir.path(), "2000", "3");
     let settings = dir.path().join("s.toml");
     std::fs::write(&settings, SETTINGS.replace("one_to_one = true\n", "")).unwrap();
     let out = ok(&vitalhub(

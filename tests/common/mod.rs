@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs the real `vitalhub` binary with `--db` pointing into `dir`.
@@ -28,4 +28,22 @@ pub fn ok(out: &Output) -> String {
 
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
+}
+
+/// Simulates one month (2026-10) of `families` families with `seed` into `dir/feeds`.
+pub fn simulate(dir: &Path, families: &str, seed: &str) -> PathBuf {
+    let feeds = dir.join("feeds");
+    ok(&vitalhub(
+        dir,
+        &[
+            "simulate",
+            "--out",
+            path(&feeds),
+            "--families",
+            families,
+            "--seed",
+            seed,
+        ],
+    ));
+    feeds
 }
