@@ -302,12 +302,15 @@ fn threads() -> usize {
 }
 
 /// Runs `f` over chunks of `items` on all cores and concatenates the results in order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+/// `f` gets each chunk with the position of its first item in `items`.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &[T]) -> Vec<R> + Sync) -> Vec<R> {
     let chunk = items.len().div_ceil(threads()).max(1);
     std::thread::scope(|s| {
+        let f = &f;
         let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| s.spawn(|| f(part)))
+            .enumerate()
+            .map(|(n, part)| s.spawn(move || f(n * chunk, part)))
             .collect();
         handles
             .into_iter()
@@ -615,7 +618,7 @@ impl<'a> Linker<'a> {
 
     /// The levels of every pair, compared once on all cores.
     pub fn compare_all(&self, pairs: &[(u32, u32)]) -> Gammas {
-        let levels = parallel_map(pairs, |part| {
+        let levels = parallel_map(pairs, |_, part| {
             let mut out = Vec::with_capacity(part.len() * self.methods.len());
             for &(i, j) in part {
                 self.gamma_into(i, j, &mut out);
@@ -804,13 +807,10 @@ impl<'a> Linker<'a> {
         candidates: &[(u32, u32)],
         gammas: &Gammas,
     ) -> Vec<Scored> {
-        let indexed: Vec<usize> = (0..candidates.len()).collect();
-        parallel_map(&indexed, |part| {
+        parallel_map(candidates, |first, part| {
             part.iter()
-                .map(|&p| {
-                    let (i, j) = candidates[p];
-                    self.score_levels(model, i, j, gammas.of(p))
-                })
+                .enumerate()
+                .map(|(n, &(i, j))| self.score_levels(model, i, j, gammas.of(first + n)))
                 .collect()
         })
     }
