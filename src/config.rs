@@ -39,6 +39,67 @@ struct ExchangeFile {
     private_key: Option<PathBuf>,
     #[serde(default)]
     partners: Vec<PartnerFile>,
+    amqp: Option<AmqpFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmqpFile {
+    /// Environment variable holding the broker URL (it carries credentials).
+    url_env: Option<String>,
+    /// File holding the broker URL.
+    url_file: Option<PathBuf>,
+    /// A literal URL, accepted only without credentials in it.
+    url: Option<String>,
+    #[serde(default = "default_amqp_exchange")]
+    exchange: String,
+    #[serde(default = "default_prefetch")]
+    prefetch: u16,
+    /// Folder for received batches (raw landing); default: `landing/` beside the database.
+    landing: Option<PathBuf>,
+}
+
+fn default_amqp_exchange() -> String {
+    "vitalhub.migrants".into()
+}
+
+fn default_prefetch() -> u16 {
+    16
+}
+
+/// Where the broker URL is read from, when it is needed.
+#[derive(Debug, Clone)]
+pub enum UrlSource {
+    Env(String),
+    File(PathBuf),
+    Literal(String),
+}
+
+/// The partner exchange over RabbitMQ (`[exchange.amqp]`).
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    pub url: UrlSource,
+    pub exchange: String,
+    pub prefetch: u16,
+    pub landing: PathBuf,
+}
+
+impl AmqpSettings {
+    /// The broker URL, read now from where the config says.
+    pub fn url(&self) -> Result<String, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: "exchange.amqp".into(),
+            message,
+        };
+        match &self.url {
+            UrlSource::Literal(url) => Ok(url.clone()),
+            UrlSource::Env(name) => std::env::var(name)
+                .map_err(|_| invalid(format!("environment variable {name} (url_env) is not set"))),
+            UrlSource::File(path) => std::fs::read_to_string(path)
+                .map(|t| t.trim().to_owned())
+                .map_err(|e| invalid(format!("url_file {}: {e}", path.display()))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +187,7 @@ pub struct Config {
     /// Partner regions whose batches are accepted. When any is configured, every inbound
     /// migrant batch must carry a signature that verifies against its sender's key.
     pub partners: Vec<crate::exchange::Partner>,
+    pub amqp: Option<AmqpSettings>,
     /// Where the configuration came from, for messages.
     pub source: String,
 }
@@ -203,7 +265,45 @@ impl Config {
         if database.path.is_relative() && source != "built-in default" {
             database.path = base.join(&database.path);
         }
+        let amqp = match file.exchange.amqp {
+            None => None,
+            Some(a) => {
+                let url = match (a.url_env, a.url_file, a.url) {
+                    (Some(name), None, None) => UrlSource::Env(name),
+                    (None, Some(path), None) => UrlSource::File(base.join(path)),
+                    (None, None, Some(url)) => {
+                        if url.contains('@') {
+                            return Err(invalid(
+                                "exchange.amqp.url must not carry credentials: use url_env or url_file".into(),
+                            ));
+                        }
+                        UrlSource::Literal(url)
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "exchange.amqp needs exactly one of url_env, url_file, url".into(),
+                        ))
+                    }
+                };
+                let landing = match a.landing {
+                    Some(p) if p.is_relative() => base.join(p),
+                    Some(p) => p,
+                    None => database
+                        .path
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join("landing"),
+                };
+                Some(AmqpSettings {
+                    url,
+                    exchange: a.exchange,
+                    prefetch: a.prefetch,
+                    landing,
+                })
+            }
+        };
         Ok(Config {
+            amqp,
             region: file.region,
             database,
             reconcile: file.reconcile,

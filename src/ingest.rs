@@ -64,6 +64,9 @@ pub struct IngestOptions {
     /// Partner regions whose migrant batches are accepted; when any is given, a batch must be
     /// signed by its sender's key or it is rejected whole.
     pub partners: Vec<Partner>,
+    /// The AMQP message the file arrived in: recorded with the file's records in one
+    /// transaction, so a redelivery of an applied message is recognised.
+    pub message_id: Option<String>,
 }
 
 /// Ingests every routed file directly in `dir`, in file-name order.
@@ -131,6 +134,9 @@ pub fn ingest_file(
             .landed_file_by_sha(&sha, mapping.feed.name())?
             .filter(|l| l.error.is_none());
         if let Some(landed) = landed {
+            if let Some(id) = &opts.message_id {
+                store.record_inbox(id, None, None, Some(landed.id))?;
+            }
             report.already_landed = true;
             report.read = landed.records_read;
             report.unchanged = landed.upserted + landed.unchanged;
@@ -140,13 +146,15 @@ pub fn ingest_file(
         }
     }
     let display = path.display().to_string();
+    let mut sender = None;
     if mapping.feed == Feed::ExchangeMigrants {
         if opts.partners.is_empty() {
             report.signature = Some("not checked: no partner keys configured".into());
         } else {
             match verify_batch_file(path, &opts.partners) {
-                Ok(sender) => {
-                    report.signature = Some(format!("verified: signed by partner region {sender}"))
+                Ok(region) => {
+                    report.signature = Some(format!("verified: signed by partner region {region}"));
+                    sender = Some(region);
                 }
                 Err(rejection) => {
                     // Kept in raw landing and the quarantine with the reason, nothing applied.
@@ -159,6 +167,9 @@ pub fn ingest_file(
                         mapping_ref,
                     )?;
                     writer.quarantine("file", None, &message, None)?;
+                    if let Some(id) = &opts.message_id {
+                        writer.record_message(id, None, Some(&message))?;
+                    }
                     writer.finish(0, Some(&message))?;
                     report.quarantined = 1;
                     report.error = Some(message);
@@ -209,6 +220,9 @@ pub fn ingest_file(
         report.error = Some(message.clone());
     }
     report.read = read;
+    if let Some(id) = &opts.message_id {
+        writer.record_message(id, sender.as_deref(), report.error.as_deref())?;
+    }
     let file_id = writer.finish(read, report.error.as_deref())?;
     if let Some(landed) = store.landed_file(file_id)? {
         report.upserted = landed.upserted;
@@ -260,6 +274,7 @@ pub fn retry_quarantined(
                 force: true,
                 progress: false,
                 partners: partners.to_vec(),
+                message_id: None,
             };
             let report = ingest_file(store, path, &mapping, mapping_ref, &opts)?;
             if report.error.is_none() {

@@ -1,6 +1,7 @@
 //! The `vitalhub` command line.
 
 mod demo;
+mod exchange;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -122,7 +123,7 @@ enum Command {
     /// Migrant batches for partner regions
     Exchange {
         #[command(subcommand)]
-        action: ExchangeAction,
+        action: exchange::ExchangeAction,
     },
     /// This region's Ed25519 key pair for signing partner batches
     Keys {
@@ -156,18 +157,6 @@ struct LinkArgs {
     /// Save the trained model here
     #[arg(long)]
     save_model: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-enum ExchangeAction {
-    /// Write a signed batch for partner REGION into DIR: its people who live here, new or
-    /// changed since the last batch to it
-    Export {
-        #[arg(long)]
-        to: String,
-        #[arg(long)]
-        out: PathBuf,
-    },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +208,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 force,
                 progress: true,
                 partners: config.partners.clone(),
+                message_id: None,
             };
             let (reports, unrouted) = ingest_dir(&mut store, &config, &dir, &opts)?;
             print_ingest(&reports);
@@ -327,22 +317,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             corrupt,
         } => demo::run(&dir, families, corrupt, cli.db.as_deref())?,
         Command::Link(args) => link(args)?,
-        Command::Exchange {
-            action: ExchangeAction::Export { to, out },
-        } => {
-            let mut store = open()?;
-            let export = crate::exchange::export(&mut store, &config, &to, &out)?;
-            match (&export.file, &export.message_id) {
-                (Some(file), Some(id)) => {
-                    println!(
-                        "wrote {} ({} records, message {id}) and its signature",
-                        file.display(),
-                        export.records
-                    )
-                }
-                _ => println!("nothing new for {to} since the last batch"),
-            }
-        }
+        Command::Exchange { action } => return exchange::run(action, &config, open),
         Command::Keys {
             action: KeysAction::Generate { out, region },
         } => {

@@ -5,9 +5,10 @@
 //! whose signature does not verify against the key configured for its sending region is
 //! rejected whole.
 
+pub mod amqp;
 mod outbound;
 
-pub use outbound::{export, Export};
+pub use outbound::{build_batch, export, Batch, Export};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub enum Rejection {
     UnreadableBatch(String),
     UnknownSender(String),
     BadSignature { sender: String },
+    UnknownSchema(String),
 }
 
 impl fmt::Display for Rejection {
@@ -51,6 +53,9 @@ impl fmt::Display for Rejection {
                 f,
                 "batch rejected: no partner key configured for sending region '{r}'"
             ),
+            Rejection::UnknownSchema(found) => {
+                write!(f, "batch rejected: schema '{found}' is not {SCHEMA}")
+            }
             Rejection::BadSignature { sender } => {
                 write!(f, "batch rejected: signature does not verify against the key of partner region {sender}")
             }
@@ -149,9 +154,14 @@ pub fn signature_path(batch: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The batch format this version reads and writes (SPEC.md section 4).
+pub const SCHEMA: &str = "migrant-exchange/1";
+
 #[derive(serde::Deserialize)]
 struct Header {
     from: String,
+    #[serde(default)]
+    schema: String,
 }
 
 /// Verifies a batch file against the key of the region it says it comes from; returns that region.
@@ -181,10 +191,15 @@ pub fn verify_batch(
     partner
         .key
         .verify_strict(bytes, &signature)
-        .map(|_| header.from.clone())
         .map_err(|_| Rejection::BadSignature {
-            sender: header.from,
-        })
+            sender: header.from.clone(),
+        })?;
+    // The schema is judged only once the bytes are known to be the sender's: a changed byte
+    // anywhere, the schema field included, is reported as what it is, a broken signature.
+    if header.schema != SCHEMA {
+        return Err(Rejection::UnknownSchema(header.schema));
+    }
+    Ok(header.from)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Outbound batches over the file fallback: the persons of a partner region who live here.
+//! Outbound batches: the persons of a partner region who live here, signed, for the file
+//! fallback or the broker.
 
 use std::path::{Path, PathBuf};
 
@@ -17,10 +18,49 @@ pub struct Export {
     pub message_id: Option<String>,
 }
 
+/// A signed batch for one partner, built but not yet sent anywhere.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub to: String,
+    pub message_id: String,
+    pub body: Vec<u8>,
+    /// Detached signature, hex, as in a `.sig` file and the AMQP `signature` header.
+    pub signature: String,
+    pub records: usize,
+    /// (person key, fingerprint) of every person in it, to record as sent.
+    pub fingerprints: Vec<(String, String)>,
+}
+
 /// Writes, for partner region `to`, a signed batch of the registry persons whose household
 /// registration is there and who live here, new or changed since the last batch to `to`.
-/// Only the fields of SPEC.md's batch are sent; the street address is not held, so not sent.
 pub fn export(store: &mut Store, config: &Config, to: &str, out: &Path) -> anyhow::Result<Export> {
+    let Some(batch) = build_batch(store, config, to)? else {
+        return Ok(Export {
+            file: None,
+            records: 0,
+            message_id: None,
+        });
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let file = out.join(format!(
+        "migrants-{}-to-{to}-{}.json",
+        config.region.code,
+        &batch.message_id[..8]
+    ));
+    std::fs::write(&file, &batch.body).with_context(|| format!("writing {}", file.display()))?;
+    let sig = super::signature_path(&file);
+    std::fs::write(&sig, &batch.signature).with_context(|| format!("writing {}", sig.display()))?;
+    store.record_exchange_sent(to, &batch.message_id, &batch.fingerprints)?;
+    Ok(Export {
+        file: Some(file),
+        records: batch.records,
+        message_id: Some(batch.message_id),
+    })
+}
+
+/// Builds the next batch for partner region `to`, or `None` when nothing changed since the last.
+/// Only the fields of SPEC.md's batch are sent; the street address is not held, so not sent.
+pub fn build_batch(store: &Store, config: &Config, to: &str) -> anyhow::Result<Option<Batch>> {
     let key_path = config
         .private_key
         .as_ref()
@@ -71,17 +111,13 @@ pub fn export(store: &mut Store, config: &Config, to: &str, out: &Path) -> anyho
         }
     }
     if records.is_empty() {
-        return Ok(Export {
-            file: None,
-            records: 0,
-            message_id: None,
-        });
+        return Ok(None);
     }
     // The same content always gets the same message id, so a re-sent batch is applied once.
     let content: String = fingerprints.iter().map(|(_, f)| f.as_str()).collect();
     let message_id =
         sha256_hex(format!("{}>{to}:{content}", config.region.code).as_bytes())[..32].to_owned();
-    let batch = serde_json::json!({
+    let document = serde_json::json!({
         "schema": "migrant-exchange/1",
         "message_id": message_id,
         "from": config.region.code,
@@ -89,21 +125,13 @@ pub fn export(store: &mut Store, config: &Config, to: &str, out: &Path) -> anyho
         "created": chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         "records": records,
     });
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let file = out.join(format!(
-        "migrants-{}-to-{to}-{}.json",
-        config.region.code,
-        &message_id[..8]
-    ));
-    let bytes = serde_json::to_vec_pretty(&batch)?;
-    std::fs::write(&file, &bytes).with_context(|| format!("writing {}", file.display()))?;
-    let sig = super::signature_path(&file);
-    std::fs::write(&sig, super::sign(&key, &bytes))
-        .with_context(|| format!("writing {}", sig.display()))?;
-    store.record_exchange_sent(to, &message_id, &fingerprints)?;
-    Ok(Export {
-        file: Some(file),
+    let body = serde_json::to_vec_pretty(&document)?;
+    Ok(Some(Batch {
+        to: to.to_owned(),
+        signature: super::sign(&key, &body),
+        message_id,
+        body,
         records: records.len(),
-        message_id: Some(message_id),
-    })
+        fingerprints,
+    }))
 }

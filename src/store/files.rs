@@ -118,8 +118,8 @@ impl Store {
 
 /// Writes the records of one file; nothing is visible to others until [`FileWriter::finish`].
 pub struct FileWriter<'a> {
-    tx: Transaction<'a>,
-    file_id: i64,
+    pub(super) tx: Transaction<'a>,
+    pub(super) file_id: i64,
     file_path: String,
     feed: String,
     mapping: String,

@@ -16,6 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::model::{Feed, Record};
 
 pub use discrepancies::{HistoryEntry, SaveSummary, StoredDiscrepancy, UNRESOLVED_STATUSES};
+pub use exchange::{ExchangeCounts, InboxEntry, OutboxEntry};
 pub use files::{FileWriter, LandedFile, UpsertOutcome};
 pub use quarantine::{QuarantineEntry, QuarantineStatus};
 
@@ -29,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "exchange_sent",
         include_str!("migrations/0003_exchange_sent.sql"),
+    ),
+    (
+        "exchange_amqp",
+        include_str!("migrations/0004_exchange_amqp.sql"),
     ),
 ];
 

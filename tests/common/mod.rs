@@ -1,5 +1,7 @@
 #![allow(dead_code)]
 
+pub mod rabbit;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -46,4 +48,21 @@ pub fn simulate(dir: &Path, families: &str, seed: &str) -> PathBuf {
         ],
     ));
     feeds
+}
+
+/// A region's config in `dir`: the default routes, its own code and key (`KEYS/CODE.key`), one
+/// trusted partner (`KEYS/PARTNER.pub`), and `extra` TOML appended.
+pub fn region_config(dir: &Path, code: &str, keys: &Path, partner: &str, extra: &str) -> PathBuf {
+    let base = std::fs::read_to_string("config/vitalhub.toml")
+        .unwrap()
+        .replace("code = \"410600\"", &format!("code = \"{code}\""));
+    let config = dir.join(format!("{code}.toml"));
+    let text = format!(
+        "{base}\n[exchange]\nprivate_key = \"{}\"\n[[exchange.partners]]\nregion = \"{partner}\"\npublic_key = \"{}\"\n{extra}",
+        keys.join(format!("{code}.key")).display(),
+        keys.join(format!("{partner}.pub")).display()
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&config, text).unwrap();
+    config
 }
