@@ -277,4 +277,107 @@ fn two_regions_exchange_a_signed_batch_through_files_and_nothing_is_sent_twice()
         ],
     ));
     assert!(again.contains("nothing new for 320411"), "{again}");
+
+    // Two of them leave Hebi: one goes home to Changzhou, one moves out elsewhere. The next
+    // batch reports exactly those two, as a return and an outflow.
+    let registry = std::fs::read_to_string(feeds.join("registry.csv")).unwrap();
+    let mut lines = registry.lines();
+    let header = lines.next().unwrap().to_owned();
+    let column = |name: &str| header.split(',').position(|c| c.trim() == name).unwrap();
+    let (hukou, residence, status) = (
+        column("hukou_division"),
+        column("residence_division"),
+        column("status"),
+    );
+    let mut movers: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .filter(|f| {
+            f[hukou].starts_with("3204")
+                && f[residence].starts_with("4106")
+                && f[status] == "resident"
+        })
+        .take(2)
+        .collect();
+    assert_eq!(
+        movers.len(),
+        2,
+        "the simulated registry holds migrants from 320411"
+    );
+    movers[0][residence] = "320411".into();
+    movers[1][status] = "moved_out".into();
+    let update = hebi.join("update");
+    std::fs::create_dir_all(&update).unwrap();
+    // The one going home takes a daughter born this year, not yet issued an identity number.
+    let mut daughter = vec![String::new(); header.split(',').count()];
+    daughter[column("person_key")] = "P-DAUGHTER".into();
+    daughter[column("name")] = "张一诺".into();
+    daughter[column("sex")] = "2".into();
+    daughter[column("birth_date")] = "2026-08-30".into();
+    daughter[hukou] = movers[0][hukou].clone();
+    daughter[residence] = "320411".into();
+    daughter[column("mother_id_number")] = movers[0][column("id_number")].clone();
+    daughter[status] = "resident".into();
+    movers.push(daughter);
+    let rows: Vec<String> = movers.iter().map(|f| f.join(",")).collect();
+    std::fs::write(
+        update.join("registry.csv"),
+        format!("{header}\n{}\n", rows.join("\n")),
+    )
+    .unwrap();
+    ok(&vitalhub(
+        &hebi,
+        &["--config", path(&hebi_config), "ingest", path(&update)],
+    ));
+    let moved_box = dir.path().join("shared-folder-2");
+    ok(&vitalhub(
+        &hebi,
+        &[
+            "--config",
+            path(&hebi_config),
+            "exchange",
+            "export",
+            "--to",
+            "320411",
+            "--out",
+            path(&moved_box),
+        ],
+    ));
+    let batch = std::fs::read_dir(&moved_box)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&batch).unwrap()).unwrap();
+    let events: Vec<(String, String)> = doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id_number"].as_str().unwrap().to_owned(),
+                r["event"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let id = column("id_number");
+    assert_eq!(
+        doc["records"][0]["children"],
+        serde_json::json!([{"name": "张一诺", "sex": "2", "birth_date": "2026-08-30", "id_number": null}])
+    );
+    assert_eq!(doc["records"][1]["children"], serde_json::json!([]));
+    assert_eq!(
+        events,
+        vec![
+            (movers[0][id].clone(), "return".to_owned()),
+            (movers[1][id].clone(), "outflow".to_owned())
+        ]
+    );
+    let got = ok(&vitalhub(
+        &changzhou,
+        &["--config", path(&cz_config), "ingest", path(&moved_box)],
+    ));
+    assert!(
+        got.contains("verified: signed by partner region 410600"),
+        "{got}"
+    );
 }
