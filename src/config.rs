@@ -30,6 +30,12 @@ struct ConfigFile {
     routes: Vec<RouteFile>,
     #[serde(default)]
     exchange: ExchangeFile,
+    #[serde(default)]
+    sources: Vec<crate::pull::SourceConfig>,
+    #[serde(default)]
+    daemon: crate::daemon::DaemonConfig,
+    #[serde(default)]
+    jobs: Vec<crate::daemon::JobFile>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -130,11 +136,25 @@ impl Region {
 pub struct Database {
     #[serde(default = "default_db")]
     pub path: PathBuf,
+    /// Raw landing: every answer pulled and batch received, as it came. Default: `landing/`
+    /// beside the database.
+    pub landing: Option<PathBuf>,
 }
 
 impl Default for Database {
     fn default() -> Self {
-        Database { path: default_db() }
+        Database {
+            path: default_db(),
+            landing: None,
+        }
+    }
+}
+
+impl Database {
+    pub fn landing(&self) -> PathBuf {
+        self.landing
+            .clone()
+            .unwrap_or_else(|| self.path.parent().unwrap_or(Path::new(".")).join("landing"))
     }
 }
 
@@ -188,6 +208,10 @@ pub struct Config {
     /// migrant batch must carry a signature that verifies against its sender's key.
     pub partners: Vec<crate::exchange::Partner>,
     pub amqp: Option<AmqpSettings>,
+    /// Agency APIs to pull from.
+    pub sources: Vec<crate::pull::SourceConfig>,
+    pub daemon: crate::daemon::DaemonConfig,
+    pub jobs: Vec<crate::daemon::JobConfig>,
     /// Where the configuration came from, for messages.
     pub source: String,
 }
@@ -265,6 +289,36 @@ impl Config {
         if database.path.is_relative() && source != "built-in default" {
             database.path = base.join(&database.path);
         }
+        if let Some(l) = database.landing.as_mut().filter(|l| l.is_relative()) {
+            *l = base.join(&*l);
+        }
+        let mut sources = file.sources;
+        let mut names: Vec<String> = Vec::new();
+        for s in &mut sources {
+            if names.contains(&s.name) {
+                return Err(invalid(format!("two [[sources]] are named '{}'", s.name)));
+            }
+            names.push(s.name.clone());
+            s.resolve_paths(base);
+        }
+        let mut jobs: Vec<crate::daemon::JobConfig> = Vec::new();
+        for j in file.jobs {
+            let job = j.validate(base, &names).map_err(invalid)?;
+            if jobs.iter().any(|k| k.name == job.name) {
+                return Err(invalid(format!("two [[jobs]] are named '{}'", job.name)));
+            }
+            jobs.push(job);
+        }
+        for j in &jobs {
+            for a in &j.after {
+                if !jobs.iter().any(|k| &k.name == a) {
+                    return Err(invalid(format!(
+                        "job {}: `after` names no job '{a}'",
+                        j.name
+                    )));
+                }
+            }
+        }
         let amqp = match file.exchange.amqp {
             None => None,
             Some(a) => {
@@ -288,11 +342,7 @@ impl Config {
                 let landing = match a.landing {
                     Some(p) if p.is_relative() => base.join(p),
                     Some(p) => p,
-                    None => database
-                        .path
-                        .parent()
-                        .unwrap_or(Path::new("."))
-                        .join("landing"),
+                    None => database.landing(),
                 };
                 Some(AmqpSettings {
                     url,
@@ -310,6 +360,9 @@ impl Config {
             routes,
             private_key,
             partners,
+            sources,
+            daemon: file.daemon,
+            jobs,
             source: source.to_owned(),
         })
     }

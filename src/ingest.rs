@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::exchange::{verify_batch_file, Partner};
 use crate::mapping::{Mapping, MappingFileError};
 use crate::model::Feed;
-use crate::store::{QuarantineEntry, Store, StoreError};
+use crate::store::{PullState, QuarantineEntry, Store, StoreError};
 
 /// Files at least this large get a progress bar.
 const PROGRESS_MIN_BYTES: u64 = 1 << 20;
@@ -57,6 +57,7 @@ pub struct Unrouted {
     pub path: PathBuf,
 }
 
+#[derive(Default)]
 pub struct IngestOptions {
     /// Re-read files whose content was landed before (after a mapping fix).
     pub force: bool,
@@ -67,6 +68,8 @@ pub struct IngestOptions {
     /// The AMQP message the file arrived in: recorded with the file's records in one
     /// transaction, so a redelivery of an applied message is recognised.
     pub message_id: Option<String>,
+    /// A pull checkpoint (source, state) saved in the file's transaction with its records.
+    pub checkpoint: Option<(String, PullState)>,
 }
 
 /// Ingests every routed file directly in `dir`, in file-name order.
@@ -136,6 +139,9 @@ pub fn ingest_file(
         if let Some(landed) = landed {
             if let Some(id) = &opts.message_id {
                 store.record_inbox(id, None, None, Some(landed.id))?;
+            }
+            if let Some((source, state)) = &opts.checkpoint {
+                store.save_pull_state(source, state)?;
             }
             report.already_landed = true;
             report.read = landed.records_read;
@@ -223,6 +229,9 @@ pub fn ingest_file(
     if let Some(id) = &opts.message_id {
         writer.record_message(id, sender.as_deref(), report.error.as_deref())?;
     }
+    if let (Some((source, state)), None) = (&opts.checkpoint, &report.error) {
+        writer.save_pull_state(source, state)?;
+    }
     let file_id = writer.finish(read, report.error.as_deref())?;
     if let Some(landed) = store.landed_file(file_id)? {
         report.upserted = landed.upserted;
@@ -274,7 +283,7 @@ pub fn retry_quarantined(
                 force: true,
                 progress: false,
                 partners: partners.to_vec(),
-                message_id: None,
+                ..IngestOptions::default()
             };
             let report = ingest_file(store, path, &mapping, mapping_ref, &opts)?;
             if report.error.is_none() {

@@ -5,12 +5,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod evaluate;
 pub mod exchange;
 pub mod ingest;
 pub mod linkage;
 pub mod mapping;
 pub mod model;
+pub mod pull;
 pub mod reconcile;
 pub mod report;
 pub mod simulate;

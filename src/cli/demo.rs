@@ -44,7 +44,7 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
             force: false,
             progress: true,
             partners: config.partners.clone(),
-            message_id: None,
+            ..IngestOptions::default()
         },
     )?;
     let ingest_time = t_ingest.elapsed();

@@ -2,6 +2,7 @@
 
 mod demo;
 mod exchange;
+mod ops;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -87,10 +88,13 @@ enum Command {
         #[arg(long, default_value = "cli")]
         by: String,
     },
-    /// Write a simulated month of the five reference feeds, with truth.jsonl
+    /// Write a simulated month of the five reference feeds, with truth.jsonl (or serve one: `simulate serve`)
+    #[command(args_conflicts_with_subcommands = true)]
     Simulate {
-        #[arg(long)]
-        out: PathBuf,
+        #[command(subcommand)]
+        serve: Option<ops::SimulateAction>,
+        #[arg(long, required = true)]
+        out: Option<PathBuf>,
         #[arg(long, default_value_t = 4000)]
         families: u64,
         #[arg(long, default_value_t = 1)]
@@ -132,6 +136,24 @@ enum Command {
     },
     /// List the built-in mappings, or print one
     Mappings { name: Option<String> },
+    /// Run the configured jobs on their schedules until SIGTERM
+    Daemon,
+    /// Pull one [[sources]] entry now
+    Pull {
+        source: String,
+        /// For monthly APIs: the month to fetch [default: the previous month]
+        #[arg(long)]
+        month: Option<Period>,
+    },
+    /// Run one [[jobs]] entry now
+    RunJob { name: String },
+    /// The job history, newest first
+    Jobs {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -191,11 +213,22 @@ enum QuarantineAction {
 
 pub fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    let config = match &cli.config {
+    let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::default_embedded(),
     };
+    let json_logs = matches!(cli.log_format, LogFormat::Json)
+        || config.daemon.log_format == crate::daemon::LogFormat::Json;
+    // The daemon reports what it does; one-off commands speak only of trouble.
+    let level = if matches!(cli.command, Command::Daemon) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(json_logs, level);
+    if let Some(db) = &cli.db {
+        config.database.path = db.clone();
+    }
     let db = cli
         .db
         .clone()
@@ -208,7 +241,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 force,
                 progress: true,
                 partners: config.partners.clone(),
-                message_id: None,
+                ..IngestOptions::default()
             };
             let (reports, unrouted) = ingest_dir(&mut store, &config, &dir, &opts)?;
             print_ingest(&reports);
@@ -279,6 +312,11 @@ pub fn main() -> Result<std::process::ExitCode> {
             println!("{id}: {status}");
         }
         Command::Simulate {
+            serve: Some(action),
+            ..
+        } => ops::simulate_serve(action)?,
+        Command::Simulate {
+            serve: None,
             out,
             families,
             seed,
@@ -291,6 +329,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 period,
                 corrupt,
             };
+            let out = out.context("--out is required")?;
             let sim = crate::simulate::simulate(&params, &out)?;
             for f in &sim.files {
                 println!("wrote {}", f.display());
@@ -318,6 +357,10 @@ pub fn main() -> Result<std::process::ExitCode> {
         } => demo::run(&dir, families, corrupt, cli.db.as_deref())?,
         Command::Link(args) => link(args)?,
         Command::Exchange { action } => return exchange::run(action, &config, open),
+        Command::Daemon => return ops::daemon(&config, &db),
+        Command::Pull { source, month } => return ops::pull(&config, &mut open()?, &source, month),
+        Command::RunJob { name } => return ops::run_job(&config, &mut open()?, &name),
+        Command::Jobs { name, limit } => ops::jobs(&open()?, name.as_deref(), limit)?,
         Command::Keys {
             action: KeysAction::Generate { out, region },
         } => {
@@ -609,15 +652,16 @@ fn quarantine(
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VITALHUB_LOG")
-        .unwrap_or_else(|_| "warn".into());
+        .unwrap_or_else(|_| level.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

@@ -206,6 +206,7 @@ pub async fn listen(
         progress: false,
         partners: config.partners.clone(),
         message_id: Some(message_id),
+        ..IngestOptions::default()
     };
     while options
         .max_messages

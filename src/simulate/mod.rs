@@ -7,6 +7,7 @@
 //! period, and every birth still waiting for registration is within it.
 
 mod names;
+pub mod serve;
 mod world;
 mod write;
 

@@ -7,6 +7,7 @@
 mod discrepancies;
 mod exchange;
 mod files;
+mod jobs;
 mod quarantine;
 
 use std::path::Path;
@@ -18,6 +19,7 @@ use crate::model::{Feed, Record};
 pub use discrepancies::{HistoryEntry, SaveSummary, StoredDiscrepancy, UNRESOLVED_STATUSES};
 pub use exchange::{ExchangeCounts, InboxEntry, OutboxEntry};
 pub use files::{FileWriter, LandedFile, UpsertOutcome};
+pub use jobs::{JobOutcome, JobRun, PullState};
 pub use quarantine::{QuarantineEntry, QuarantineStatus};
 
 /// Migrations in order; the version is the position, starting at 1. Never edit a shipped one.
@@ -34,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "exchange_amqp",
         include_str!("migrations/0004_exchange_amqp.sql"),
+    ),
+    (
+        "pulls_and_jobs",
+        include_str!("migrations/0005_pulls_and_jobs.sql"),
     ),
 ];
 

@@ -7,11 +7,10 @@
 //! whatever was not confirmed; a consumer acknowledges only after its work is committed, so an
 //! unacknowledged message comes back and is recognised by its `message_id`.
 
-mod backoff;
 mod consumer;
 mod publisher;
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use consumer::{Consumer, Incoming};
 pub use publisher::{Outgoing, PublishError, Publisher};
 
