@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
+pub mod agency;
 pub mod rabbit;
 
 use std::path::{Path, PathBuf};
