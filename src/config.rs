@@ -402,4 +402,41 @@ mod tests {
         assert_eq!(m("notes.txt"), None);
         assert_eq!(c.region.prefix(), "4106");
     }
+
+    #[test]
+    fn the_production_example_parses_with_its_sources_and_jobs() {
+        let text = std::fs::read_to_string("config/production.example.toml").unwrap();
+        // Partner key files do not exist here: check everything else.
+        let text = text.replace(
+            "public_key = \"/etc/vitalhub/keys/320411.pub\"",
+            &format!(
+                "public_key = \"{}\"",
+                hex::encode(
+                    ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+                        .verifying_key()
+                        .as_bytes()
+                )
+            ),
+        );
+        let c = Config::parse(&text, "example", Path::new("/etc/vitalhub")).unwrap();
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(c.jobs.len(), 5);
+        let month_end = c.jobs.iter().find(|j| j.name == "month-end").unwrap();
+        assert_eq!(month_end.after, ["pull-health", "pull-marriages"]);
+        let bad = text.replace("source = \"civil-marriages\"", "source = \"nowhere\"");
+        let err = Config::parse(&bad, "example", Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no [[sources]] entry named 'nowhere'"),
+            "{err}"
+        );
+        let secret = text.replace(
+            "token_file = \"/etc/vitalhub/civil.token\"",
+            "token = \"abc\"",
+        );
+        assert!(
+            Config::parse(&secret, "example", Path::new(".")).is_err(),
+            "no literal tokens"
+        );
+    }
 }

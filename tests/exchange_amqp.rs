@@ -145,7 +145,12 @@ fn two_regions_exchange_batches_both_ways_over_the_broker() {
     let listen = ["exchange", "listen", "--idle-exit", "4"];
     let hebi_listener = hebi.spawn(&broker, &listen);
     let cz_listener = cz.spawn(&broker, &listen);
-    std::thread::sleep(Duration::from_secs(2));
+    for region in ["410600", "320411"] {
+        broker.wait_for_queue(
+            &format!("vitalhub.migrants.{region}"),
+            Duration::from_secs(60),
+        );
+    }
     let sent_east = hebi.run(&broker, &["exchange", "send"]);
     assert!(
         sent_east.contains("confirmed by the broker: 1 batches"),
@@ -315,7 +320,9 @@ fn a_broker_restart_during_1000_batches_loses_and_doubles_nothing() {
     }
 
     let listener = cz.spawn(&broker, &["exchange", "listen", "--idle-exit", "8"]);
-    std::thread::sleep(Duration::from_secs(2));
+    // Publishing is mandatory: until the consumer has declared its queue, batches are
+    // unroutable, so the publisher starts only once the queue is there.
+    broker.wait_for_queue("vitalhub.migrants.320411", Duration::from_secs(60));
     let mut args = vec!["exchange", "publish", "--patience", "120"];
     args.extend(files.iter().map(String::as_str));
     let publisher = hebi.spawn(&broker, &args);

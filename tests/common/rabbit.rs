@@ -112,6 +112,22 @@ impl Broker {
     }
 
     /// Messages waiting in `queue`.
+    /// Waits until `queue` is declared (a consumer starting up declares it), at most `limit`.
+    pub fn wait_for_queue(&self, queue: &str, limit: std::time::Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let out = self.ctl_ok(&["list_queues", "-q", "--no-table-headers", "name"]);
+            if out.lines().any(|l| l.trim() == queue) {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "queue {queue} was never declared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     pub fn queue_depth(&self, queue: &str) -> u64 {
         let out = self.ctl_ok(&[
             "list_queues",
