@@ -315,3 +315,37 @@ schedule = "*/2 * * * * *"
     assert!(history.contains("interrupted"), "{history}");
     assert!(history.contains("resumed from a saved cursor"), "{history}");
 }
+
+#[test]
+fn hanging_requests_time_out_and_are_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = simulate(dir.path(), "1500", "17");
+    let agency = Agency::start(
+        &feeds,
+        &[
+            "--token-file",
+            path(&token_file(dir.path())),
+            "--hangs",
+            "0.3",
+            "--seed",
+            "3",
+        ],
+    );
+    let config = config(dir.path(), &agency.url(), 20, "", "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("request_timeout_s = 2", "request_timeout_s = 0.5");
+    std::fs::write(&config, text).unwrap();
+    let out = ok(&vitalhub(
+        dir.path(),
+        &["--config", path(&config), "pull", "health"],
+    ));
+    let hung = agency.requests().iter().filter(|r| r.2 == 408).count();
+    assert!(hung > 0, "hangs were injected");
+    let reference = reference(dir.path(), &feeds);
+    assert_eq!(
+        records(&dir.path().join("vitalhub.db"), Feed::HealthBirths),
+        records(&reference, Feed::HealthBirths),
+        "{out}"
+    );
+}
