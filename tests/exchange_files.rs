@@ -221,20 +221,24 @@ fn two_regions_exchange_a_signed_batch_through_files_and_nothing_is_sent_twice()
         &hebi,
         &["--config", path(&hebi_config), "ingest", path(&feeds)],
     ));
+    // Hebi's export of what is new for Changzhou into `folder`.
+    let export = |folder: &Path| {
+        ok(&vitalhub(
+            &hebi,
+            &[
+                "--config",
+                path(&hebi_config),
+                "exchange",
+                "export",
+                "--to",
+                "320411",
+                "--out",
+                path(folder),
+            ],
+        ))
+    };
     let outbox = dir.path().join("shared-folder");
-    let out = ok(&vitalhub(
-        &hebi,
-        &[
-            "--config",
-            path(&hebi_config),
-            "exchange",
-            "export",
-            "--to",
-            "320411",
-            "--out",
-            path(&outbox),
-        ],
-    ));
+    let out = export(&outbox);
     let sent: usize = out
         .split('(')
         .nth(1)
@@ -263,19 +267,7 @@ fn two_regions_exchange_a_signed_batch_through_files_and_nothing_is_sent_twice()
     );
 
     // Nothing changed since: nothing is sent again.
-    let again = ok(&vitalhub(
-        &hebi,
-        &[
-            "--config",
-            path(&hebi_config),
-            "exchange",
-            "export",
-            "--to",
-            "320411",
-            "--out",
-            path(&outbox),
-        ],
-    ));
+    let again = export(&outbox);
     assert!(again.contains("nothing new for 320411"), "{again}");
 
     // Two of them leave Hebi: one goes home to Changzhou, one moves out elsewhere. The next
@@ -329,19 +321,7 @@ fn two_regions_exchange_a_signed_batch_through_files_and_nothing_is_sent_twice()
         &["--config", path(&hebi_config), "ingest", path(&update)],
     ));
     let moved_box = dir.path().join("shared-folder-2");
-    ok(&vitalhub(
-        &hebi,
-        &[
-            "--config",
-            path(&hebi_config),
-            "exchange",
-            "export",
-            "--to",
-            "320411",
-            "--out",
-            path(&moved_box),
-        ],
-    ));
+    export(&moved_box);
     let batch = std::fs::read_dir(&moved_box)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 
 use crate::config::Config;
@@ -90,7 +90,7 @@ pub fn run(
                 idle_exit: idle_exit.map(Duration::from_secs),
                 max_messages: max,
             };
-            let report = runtime()?.block_on(amqp::listen(&mut store, config, &options))?;
+            let report = super::runtime()?.block_on(amqp::listen(&mut store, config, &options))?;
             println!(
                 "applied {} batches, {} seen before, {} rejected (dead-lettered); {} connections",
                 report.applied, report.duplicates, report.rejected, report.connections
@@ -132,7 +132,7 @@ pub fn run(
 }
 
 fn flush(store: &mut Store, config: &Config, patience: u64) -> Result<ExitCode> {
-    let report = runtime()?.block_on(amqp::flush_outbox(
+    let report = super::runtime()?.block_on(amqp::flush_outbox(
         store,
         config,
         Duration::from_secs(patience),
@@ -146,11 +146,4 @@ fn flush(store: &mut Store, config: &Config, patience: u64) -> Result<ExitCode> 
     } else {
         ExitCode::from(2)
     })
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }

@@ -652,6 +652,14 @@ fn quarantine(
     Ok(())
 }
 
+/// A single-threaded runtime for one-off commands that talk to a broker or an agency API.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VITALHUB_LOG")
         .unwrap_or_else(|_| level.into());

@@ -83,7 +83,7 @@ pub fn simulate_serve(action: SimulateAction) -> Result<()> {
         seed,
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    runtime()?.block_on(crate::simulate::serve::serve(&data, addr, token, faults))
+    super::runtime()?.block_on(crate::simulate::serve::serve(&data, addr, token, faults))
 }
 
 pub fn daemon(config: &Config, db: &Path) -> Result<ExitCode> {
@@ -103,7 +103,7 @@ pub fn pull(
     let month = month.map_or(PeriodChoice::Previous, PeriodChoice::Fixed);
     let name = format!("pull:{source}");
     let id = store.start_job(&name, "pull", Some(source), "operator")?;
-    let outcome = runtime()?.block_on(runner.pull(store, source, month, None));
+    let outcome = super::runtime()?.block_on(runner.pull(store, source, month, None));
     store.finish_job(id, &outcome)?;
     Ok(print_outcome(&name, &outcome))
 }
@@ -123,7 +123,7 @@ pub fn run_job(config: &Config, store: &mut Store, name: &str) -> Result<ExitCod
             )
         })?;
     let mut runner = Runner::new(config, no_stop());
-    match runtime()?.block_on(runner.run(store, job, "operator"))? {
+    match super::runtime()?.block_on(runner.run(store, job, "operator"))? {
         Some(outcome) => Ok(print_outcome(name, &outcome)),
         None => {
             println!("{name}: no new file to ingest");
@@ -178,11 +178,4 @@ fn print_outcome(name: &str, outcome: &JobOutcome) -> ExitCode {
 /// was committed with its checkpoint, so the next pull resumes after it.
 fn no_stop() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }

@@ -12,7 +12,7 @@ use super::config::{JobConfig, JobKind, PeriodChoice};
 use crate::config::Config;
 use crate::ingest::{ingest_file, IngestOptions};
 use crate::mapping::Mapping;
-use crate::pull::{Pull, PullSummary};
+use crate::pull::Pull;
 use crate::report::Format;
 use crate::store::{JobOutcome, Store};
 
@@ -78,13 +78,7 @@ impl<'a> Runner<'a> {
             }
         };
         store.finish_job(id, &outcome)?;
-        let status = if outcome.interrupted {
-            "interrupted"
-        } else if outcome.error.is_some() {
-            "failed"
-        } else {
-            "ok"
-        };
+        let status = outcome.status();
         let elapsed = started.elapsed();
         metrics::histogram!("vitalhub_job_duration_seconds", "job" => job.name.clone())
             .record(elapsed.as_secs_f64());
@@ -146,14 +140,12 @@ impl<'a> Runner<'a> {
             stop: &stop_asked,
         };
         let result = pull.run(store).await;
-        let summary = match &result {
-            Ok(s) => s.clone(),
-            Err(_) => PullSummary::default(),
-        };
+        // A failed pull still registers its counters, so every source shows in /metrics.
+        let (read, quarantined) = result.as_ref().map_or((0, 0), |s| (s.read, s.quarantined));
         metrics::counter!("vitalhub_records_pulled_total", "source" => name.to_owned())
-            .increment(summary.read);
+            .increment(read);
         metrics::counter!("vitalhub_records_quarantined_total", "source" => name.to_owned())
-            .increment(summary.quarantined);
+            .increment(quarantined);
         match result {
             Ok(s) => JobOutcome {
                 records: s.read,

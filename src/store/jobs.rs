@@ -44,6 +44,19 @@ pub struct JobOutcome {
     pub interrupted: bool,
 }
 
+impl JobOutcome {
+    /// The status the job history records: `interrupted`, `failed` or `ok`.
+    pub fn status(&self) -> &'static str {
+        if self.interrupted {
+            "interrupted"
+        } else if self.error.is_some() {
+            "failed"
+        } else {
+            "ok"
+        }
+    }
+}
+
 impl Store {
     pub fn pull_state(&self, source: &str) -> Result<PullState> {
         Ok(self
@@ -85,19 +98,12 @@ impl Store {
     }
 
     pub fn finish_job(&mut self, id: i64, outcome: &JobOutcome) -> Result<()> {
-        let status = if outcome.interrupted {
-            "interrupted"
-        } else if outcome.error.is_some() {
-            "failed"
-        } else {
-            "ok"
-        };
         self.conn.execute(
             "UPDATE jobs SET finished_at = ?2, status = ?3, records = ?4, quarantined = ?5, detail = ?6, error = ?7 WHERE id = ?1",
             params![
                 id,
                 now(),
-                status,
+                outcome.status(),
                 outcome.records as i64,
                 outcome.quarantined as i64,
                 outcome.detail,
