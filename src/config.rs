@@ -134,8 +134,12 @@ impl Region {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Database {
+    /// The SQLite file of the embedded default.
     #[serde(default = "default_db")]
     pub path: PathBuf,
+    /// A `postgres://user@host:port/db` URL; when set, PostgreSQL is the store and `path` is
+    /// unused. A password comes from the `PGPASSWORD` environment variable, never the file.
+    pub url: Option<String>,
     /// Raw landing: every answer pulled and batch received, as it came. Default: `landing/`
     /// beside the database.
     pub landing: Option<PathBuf>,
@@ -145,12 +149,31 @@ impl Default for Database {
     fn default() -> Self {
         Database {
             path: default_db(),
+            url: None,
             landing: None,
         }
     }
 }
 
 impl Database {
+    pub fn target(&self) -> crate::store::Target {
+        match &self.url {
+            Some(url) => crate::store::Target::Postgres(url.clone()),
+            None => crate::store::Target::Sqlite(self.path.clone()),
+        }
+    }
+
+    /// Points at another database (the `--db` option): a file path or a `postgres://` URL.
+    pub fn set_target(&mut self, target: crate::store::Target) {
+        match target {
+            crate::store::Target::Sqlite(path) => {
+                self.path = path;
+                self.url = None;
+            }
+            crate::store::Target::Postgres(url) => self.url = Some(url),
+        }
+    }
+
     pub fn landing(&self) -> PathBuf {
         self.landing
             .clone()

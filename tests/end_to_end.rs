@@ -2,12 +2,13 @@
 
 mod common;
 
-use common::{ok, path, simulate, vitalhub};
+use common::{ok, path, postgres_database, simulate, sqlite_in, vitalhub, vitalhub_on};
 
 /// Simulates, ingests, reconciles and evaluates one month; returns (kind, expected, precision,
 /// recall) per kind and the report path.
 fn evaluate_month(
     dir: &std::path::Path,
+    db: &str,
     seed: &str,
     corrupt: bool,
 ) -> (Vec<(String, u32, f64, f64)>, std::path::PathBuf) {
@@ -26,10 +27,10 @@ fn evaluate_month(
     if corrupt {
         args.push("--corrupt");
     }
-    let out = ok(&vitalhub(dir, &args));
+    let out = ok(&vitalhub_on(db, &args));
     assert!(out.contains("--as-of 2026-11-20"), "{out}");
 
-    let ingest = ok(&vitalhub(dir, &["ingest", path(&feeds)]));
+    let ingest = ok(&vitalhub_on(db, &["ingest", path(&feeds)]));
     for f in [
         "registry.csv",
         "births-202610.xml",
@@ -41,13 +42,13 @@ fn evaluate_month(
     }
     assert!(ingest.contains("truth.jsonl (no route"), "{ingest}");
 
-    ok(&vitalhub(
-        dir,
+    ok(&vitalhub_on(
+        db,
         &["reconcile", "--period", "2026-10", "--as-of", "2026-11-20"],
     ));
     let report = dir.join("report.jsonl");
-    ok(&vitalhub(
-        dir,
+    ok(&vitalhub_on(
+        db,
         &[
             "report",
             "--period",
@@ -58,8 +59,8 @@ fn evaluate_month(
             path(&report),
         ],
     ));
-    let table = ok(&vitalhub(
-        dir,
+    let table = ok(&vitalhub_on(
+        db,
         &[
             "evaluate",
             "--truth",
@@ -87,7 +88,7 @@ fn evaluate_month(
 #[test]
 fn a_clean_month_is_reconciled_with_perfect_precision_and_recall_for_every_kind() {
     let dir = tempfile::tempdir().unwrap();
-    let (rows, report) = evaluate_month(dir.path(), "7", false);
+    let (rows, report) = evaluate_month(dir.path(), &sqlite_in(dir.path()), "7", false);
     let mut kinds_seen = 0;
     for (kind, expected, precision, recall) in &rows {
         assert_eq!((*precision, *recall), (1.0, 1.0), "{kind}: {rows:?}");
@@ -129,11 +130,31 @@ fn a_clean_month_is_reconciled_with_perfect_precision_and_recall_for_every_kind(
 }
 
 #[test]
+fn postgresql_gives_the_same_month_as_sqlite_line_for_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lite, pg) = (dir.path().join("sqlite"), dir.path().join("postgres"));
+    std::fs::create_dir_all(&lite).unwrap();
+    std::fs::create_dir_all(&pg).unwrap();
+    let (rows_lite, report_lite) = evaluate_month(&lite, &sqlite_in(&lite), "11", true);
+    let (rows_pg, report_pg) = evaluate_month(&pg, &postgres_database(), "11", true);
+    assert_eq!(rows_pg, rows_lite);
+    let (a, b) = (
+        std::fs::read_to_string(report_lite).unwrap(),
+        std::fs::read_to_string(report_pg).unwrap(),
+    );
+    assert!(a.lines().count() > 50, "a month has discrepancies: {a}");
+    assert_eq!(
+        b, a,
+        "the same discrepancies, ids and statuses from both stores"
+    );
+}
+
+#[test]
 fn a_month_with_typos_is_linked_probabilistically_with_precision_and_recall_of_at_least_0_99() {
     // Mistyped mothers' numbers, homophones, empty names, 15-digit and full-width numbers:
     // exact keys alone report false unreported births here (docs/benchmarks.md).
     let dir = tempfile::tempdir().unwrap();
-    let (rows, report) = evaluate_month(dir.path(), "7", true);
+    let (rows, report) = evaluate_month(dir.path(), &sqlite_in(dir.path()), "7", true);
     for (kind, _, precision, recall) in &rows {
         assert!(*precision >= 0.99 && *recall >= 0.99, "{kind}: {rows:?}");
     }
@@ -190,19 +211,29 @@ fn same_seed_same_files_byte_for_byte() {
 #[test]
 fn ingesting_and_reconciling_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = simulate(dir.path(), "800", "1");
-    ok(&vitalhub(dir.path(), &["ingest", path(&feeds)]));
-    let again = ok(&vitalhub(dir.path(), &["ingest", path(&feeds)]));
+    again_changes_nothing(dir.path(), &sqlite_in(dir.path()));
+}
+
+#[test]
+fn ingesting_and_reconciling_again_changes_nothing_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    again_changes_nothing(dir.path(), &postgres_database());
+}
+
+fn again_changes_nothing(dir: &std::path::Path, db: &str) {
+    let feeds = simulate(dir, "800", "1");
+    ok(&vitalhub_on(db, &["ingest", path(&feeds)]));
+    let again = ok(&vitalhub_on(db, &["ingest", path(&feeds)]));
     assert_eq!(again.matches("(already ingested)").count(), 5, "{again}");
 
     let reconcile = ["reconcile", "--period", "2026-10", "--as-of", "2026-11-20"];
-    let first = ok(&vitalhub(dir.path(), &reconcile));
+    let first = ok(&vitalhub_on(db, &reconcile));
     assert!(!first.contains("new 0,"), "{first}");
     assert!(first.contains("births linkage model: trained"), "{first}");
     let report = |name: &str| {
-        let p = dir.path().join(name);
-        ok(&vitalhub(
-            dir.path(),
+        let p = dir.join(name);
+        ok(&vitalhub_on(
+            db,
             &["report", "--period", "2026-10", "--output", path(&p)],
         ));
         std::fs::read_to_string(p).unwrap()
@@ -218,8 +249,8 @@ fn ingesting_and_reconciling_again_changes_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
-    ok(&vitalhub(
-        dir.path(),
+    ok(&vitalhub_on(
+        db,
         &[
             "review",
             &resolved_id,
@@ -230,8 +261,8 @@ fn ingesting_and_reconciling_again_changes_nothing() {
             "clerk",
         ],
     ));
-    ok(&vitalhub(dir.path(), &["ingest", "--force", path(&feeds)]));
-    let second = ok(&vitalhub(dir.path(), &reconcile));
+    ok(&vitalhub_on(db, &["ingest", "--force", path(&feeds)]));
+    let second = ok(&vitalhub_on(db, &reconcile));
     assert!(second.contains("new 0, unchanged"), "{second}");
     assert!(second.contains("reopened 0"), "{second}");
     assert!(
@@ -240,7 +271,7 @@ fn ingesting_and_reconciling_again_changes_nothing() {
     );
     let mut retrain = reconcile.to_vec();
     retrain.push("--retrain");
-    let third = ok(&vitalhub(dir.path(), &retrain));
+    let third = ok(&vitalhub_on(db, &retrain));
     assert!(
         third.contains("births linkage model: trained") && third.contains("new 0, unchanged"),
         "{third}"

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::ingest::{ingest_dir, retry_quarantined, IngestOptions, RetryOutcome};
 use crate::model::{DiscrepancyKind, Period};
 use crate::report::{Entry, Format};
-use crate::store::Store;
+use crate::store::{Store, Target};
 
 #[derive(Parser)]
 #[command(
@@ -23,9 +23,10 @@ use crate::store::Store;
     about = "Reconciles agency vital-records feeds against the population registry"
 )]
 pub struct Cli {
-    /// SQLite database file [default: database.path of the config, else vitalhub.db]
+    /// Database: an SQLite file or a postgres:// URL [default: database.url or database.path
+    /// of the config, else vitalhub.db]
     #[arg(long, global = true)]
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// Configuration file [default: the built-in config/vitalhub.toml]
     #[arg(long, global = true)]
     config: Option<PathBuf>,
@@ -227,13 +228,10 @@ pub fn main() -> Result<std::process::ExitCode> {
     };
     init_logging(json_logs, level);
     if let Some(db) = &cli.db {
-        config.database.path = db.clone();
+        config.database.set_target(Target::parse(db));
     }
-    let db = cli
-        .db
-        .clone()
-        .unwrap_or_else(|| config.database.path.clone());
-    let open = || Store::open(&db).with_context(|| format!("opening database {}", db.display()));
+    let db = config.database.target();
+    let open = || Store::connect(&db).with_context(|| format!("opening database {db}"));
     match cli.command {
         Command::Ingest { dir, force } => {
             let mut store = open()?;
@@ -354,7 +352,18 @@ pub fn main() -> Result<std::process::ExitCode> {
             dir,
             families,
             corrupt,
-        } => demo::run(&dir, families, corrupt, cli.db.as_deref())?,
+        } => {
+            let db = match &cli.db {
+                None => None,
+                Some(_) => match db {
+                    Target::Sqlite(path) => Some(path),
+                    Target::Postgres(_) => anyhow::bail!(
+                        "the demo runs on the embedded SQLite store; give --db a file path"
+                    ),
+                },
+            };
+            demo::run(&dir, families, corrupt, db.as_deref())?
+        }
         Command::Link(args) => link(args)?,
         Command::Exchange { action } => return exchange::run(action, &config, open),
         Command::Daemon => return ops::daemon(&config, &db),

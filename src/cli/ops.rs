@@ -2,7 +2,7 @@
 //! and doing by hand what the daemon would do.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -86,7 +86,7 @@ pub fn simulate_serve(action: SimulateAction) -> Result<()> {
     super::runtime()?.block_on(crate::simulate::serve::serve(&data, addr, token, faults))
 }
 
-pub fn daemon(config: &Config, db: &Path) -> Result<ExitCode> {
+pub fn daemon(config: &Config, db: &crate::store::Target) -> Result<ExitCode> {
     crate::daemon::run(config, db)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,18 +14,29 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use super::config::{JobConfig, JobKind};
 use super::jobs::Runner;
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{Store, Target};
 
-/// Holds the database's daemon lock for as long as it lives. The kernel drops the lock when
-/// the process dies however it dies, so a SIGKILL never leaves a stale lock behind.
-pub struct InstanceLock {
-    _file: File,
-    pub path: PathBuf,
+/// Holds the database's daemon lock for as long as it lives. Either way the lock dies with the
+/// process however it dies, so a SIGKILL never leaves a stale lock behind: SQLite's is a kernel
+/// file lock beside the database, PostgreSQL's a session advisory lock on the server.
+pub enum InstanceLock {
+    File { _file: File, path: PathBuf },
+    Postgres(Box<Store>),
 }
 
 impl InstanceLock {
-    pub fn acquire(db: &Path) -> anyhow::Result<InstanceLock> {
-        let path = PathBuf::from(format!("{}.daemon.lock", db.display()));
+    pub fn acquire(db: &Target) -> anyhow::Result<InstanceLock> {
+        let path = match db {
+            Target::Sqlite(path) => PathBuf::from(format!("{}.daemon.lock", path.display())),
+            Target::Postgres(_) => {
+                let store = Store::connect(db).with_context(|| format!("opening {db}"))?;
+                anyhow::ensure!(
+                    store.try_daemon_lock()?,
+                    "another vitalhub daemon is running on {db} (its PostgreSQL advisory lock is held)"
+                );
+                return Ok(InstanceLock::Postgres(Box::new(store)));
+            }
+        };
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -33,10 +44,9 @@ impl InstanceLock {
             .open(&path)
             .with_context(|| format!("opening lock file {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(InstanceLock { _file: file, path }),
+            Ok(()) => Ok(InstanceLock::File { _file: file, path }),
             Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-                "another vitalhub daemon is running on {} (lock {} is held)",
-                db.display(),
+                "another vitalhub daemon is running on {db} (lock {} is held)",
                 path.display()
             ),
             Err(std::fs::TryLockError::Error(e)) => {
@@ -48,7 +58,7 @@ impl InstanceLock {
 
 /// Runs the daemon until SIGTERM or SIGINT. A job under way is finished, or for a pull stopped
 /// after its last saved page; then the process exits cleanly.
-pub fn run(config: &Config, db: &Path) -> anyhow::Result<()> {
+pub fn run(config: &Config, db: &Target) -> anyhow::Result<()> {
     let _lock = InstanceLock::acquire(db)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -70,7 +80,7 @@ pub fn run(config: &Config, db: &Path) -> anyhow::Result<()> {
         tokio::spawn(watch_signals(stop.clone(), wake.clone()));
         tracing::info!(listen = %address, jobs = config.jobs.len(), "daemon started");
         println!("vitalhub daemon: /healthz and /metrics on http://{address}");
-        let mut store = Store::open(db).with_context(|| format!("opening {}", db.display()))?;
+        let mut store = Store::connect(db).with_context(|| format!("opening {db}"))?;
         let abandoned = store.mark_abandoned_jobs()?;
         let mut schedule = Schedule::new(config, Local::now());
         let mut runner = Runner::new(config, stop.clone());

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, OptionalExtension};
+use super::sql::{args, Tx};
 
 use super::{now, sha256_hex, Result, Store, StoreError};
 use crate::model::Discrepancy;
@@ -52,23 +52,18 @@ impl Store {
     ) -> Result<SaveSummary> {
         let tx = self.conn.transaction()?;
         let mut known: HashMap<(String, String), (String, String, String)> = HashMap::new();
-        {
-            let mut stmt = tx.prepare(
-                "SELECT id, kind, anchor, status, fingerprint FROM discrepancies WHERE period = ?1",
-            )?;
-            let rows = stmt.query_map(params![period], |r| {
-                Ok(((r.get(1)?, r.get(2)?), (r.get(0)?, r.get(3)?, r.get(4)?)))
-            })?;
-            for row in rows {
-                let (k, v) = row?;
-                known.insert(k, v);
-            }
+        for r in tx.query(
+            "SELECT id, kind, anchor, status, fingerprint FROM discrepancies WHERE period = ?1",
+            args![period],
+        )? {
+            known.insert((r.get(1)?, r.get(2)?), (r.get(0)?, r.get(3)?, r.get(4)?));
         }
-        let mut seq: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM discrepancies WHERE period = ?1",
-            params![period],
-            |r| r.get(0),
-        )?;
+        let mut seq: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(seq), 0) FROM discrepancies WHERE period = ?1",
+                args![period],
+            )?
+            .get(0)?;
         let mut ordered: Vec<&Discrepancy> = found.iter().collect();
         ordered.sort_by(|a, b| (a.kind, &a.anchor).cmp(&(b.kind, &b.anchor)));
         let mut summary = SaveSummary::default();
@@ -85,7 +80,7 @@ impl Store {
                 Some((id, status, old)) if *old == fingerprint => {
                     tx.execute(
                         "UPDATE discrepancies SET last_seen = ?2 WHERE id = ?1",
-                        params![id, at],
+                        args![id, at],
                     )?;
                     if status == "gone" {
                         reopen(&tx, id, status, "observed again", &at)?;
@@ -98,7 +93,7 @@ impl Store {
                     tx.execute(
                         "UPDATE discrepancies SET division = ?2, severity = ?3, score = ?4, registry_key = ?5, body = ?6,
                            fingerprint = ?7, last_seen = ?8 WHERE id = ?1",
-                        params![id, d.division, d.severity.name(), d.score, d.registry_key, body, fingerprint, at],
+                        args![id, d.division, d.severity.name(), d.score, d.registry_key, body, fingerprint, at],
                     )?;
                     if matches!(status.as_str(), "resolved" | "dismissed" | "gone") {
                         reopen(&tx, id, status, "source data changed", &at)?;
@@ -114,12 +109,12 @@ impl Store {
                         "INSERT INTO discrepancies (id, period, seq, kind, anchor, division, severity, status, score,
                            registry_key, body, fingerprint, first_seen, last_seen)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?13, ?8, ?9, ?10, ?11, ?12, ?12)",
-                        params![id, period, seq, k.0, k.1, d.division, d.severity.name(), d.score, d.registry_key, body, fingerprint, at, initial_status(d)],
+                        args![id, period, seq, k.0, k.1, d.division, d.severity.name(), d.score, d.registry_key, body, fingerprint, at, initial_status(d)],
                     )?;
                     tx.execute(
                         "INSERT INTO discrepancy_history (discrepancy_id, at, actor, from_status, to_status, note)
                          VALUES (?1, ?2, 'system', NULL, ?3, 'found by reconciliation')",
-                        params![id, at, initial_status(d)],
+                        args![id, at, initial_status(d)],
                     )?;
                     summary.new += 1;
                 }
@@ -149,19 +144,14 @@ impl Store {
         period: &str,
         status: Option<&str>,
     ) -> Result<Vec<StoredDiscrepancy>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, status, body FROM discrepancies WHERE period = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq",
+        let rows = self.conn.query(
+            "SELECT id, status, body FROM discrepancies WHERE period = ?1 AND (CAST(?2 AS TEXT) IS NULL OR status = ?2) ORDER BY seq",
+            args![period, status],
         )?;
-        let rows = stmt.query_map(params![period, status], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let (id, status, body) = row?;
+            let (id, status, body): (String, String, String) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
             let discrepancy =
                 serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
                     feed: "discrepancies".into(),
@@ -193,32 +183,31 @@ impl Store {
         }
         let tx = self.conn.transaction()?;
         let from: String = tx
-            .query_row(
-                "SELECT status FROM discrepancies WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("no discrepancy {id}")))?;
+            .query_opt("SELECT status FROM discrepancies WHERE id = ?1", args![id])?
+            .ok_or_else(|| StoreError::NotFound(format!("no discrepancy {id}")))?
+            .get(0)?;
         set_status(&tx, id, &from, to_status, actor, note, &now())?;
         tx.commit()?;
         Ok(())
     }
 
     pub fn discrepancy_history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT at, actor, from_status, to_status, note FROM discrepancy_history WHERE discrepancy_id = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![id], |r| {
-            Ok(HistoryEntry {
-                at: r.get(0)?,
-                actor: r.get(1)?,
-                from_status: r.get(2)?,
-                to_status: r.get(3)?,
-                note: r.get(4)?,
+        self.conn
+            .query(
+                "SELECT at, actor, from_status, to_status, note FROM discrepancy_history WHERE discrepancy_id = ?1 ORDER BY id",
+                args![id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(HistoryEntry {
+                    at: r.get(0)?,
+                    actor: r.get(1)?,
+                    from_status: r.get(2)?,
+                    to_status: r.get(3)?,
+                    note: r.get(4)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .collect()
     }
 
     /// Keeps a summary of a reconciliation run.
@@ -231,7 +220,7 @@ impl Store {
     ) -> Result<()> {
         self.conn.execute(
             "INSERT INTO reconcile_runs (period, as_of, started_at, finished_at, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![period, as_of, started_at, now(), summary],
+            args![period, as_of, started_at, now(), summary],
         )?;
         Ok(())
     }
@@ -247,12 +236,12 @@ fn initial_status(d: &Discrepancy) -> &'static str {
 }
 
 /// Reopened by reconciliation itself, with the reason in the history.
-fn reopen(tx: &rusqlite::Transaction, id: &str, from: &str, why: &str, at: &str) -> Result<()> {
+fn reopen(tx: &Tx, id: &str, from: &str, why: &str, at: &str) -> Result<()> {
     set_status(tx, id, from, "open", "system", Some(why), at)
 }
 
 fn set_status(
-    tx: &rusqlite::Transaction,
+    tx: &Tx,
     id: &str,
     from: &str,
     to: &str,
@@ -262,11 +251,11 @@ fn set_status(
 ) -> Result<()> {
     tx.execute(
         "UPDATE discrepancies SET status = ?2 WHERE id = ?1",
-        params![id, to],
+        args![id, to],
     )?;
     tx.execute(
         "INSERT INTO discrepancy_history (discrepancy_id, at, actor, from_status, to_status, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id, at, actor, from, to, note],
+        args![id, at, actor, from, to, note],
     )?;
     Ok(())
 }

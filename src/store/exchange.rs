@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use super::sql::{args, Conn};
 
 use super::{now, FileWriter, Result, Store};
 
@@ -42,11 +42,14 @@ pub struct ExchangeCounts {
 impl Store {
     /// Person key -> fingerprint of the record last sent to `partner`.
     pub fn exchange_sent(&self, partner: &str) -> Result<HashMap<String, String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT person_key, fingerprint FROM exchange_sent WHERE partner = ?1")?;
-        let rows = stmt.query_map(params![partner], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn
+            .query(
+                "SELECT person_key, fingerprint FROM exchange_sent WHERE partner = ?1",
+                args![partner],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 
     /// Records a batch as sent, in one transaction.
@@ -78,7 +81,7 @@ impl Store {
         let added = tx.execute(
             "INSERT INTO exchange_outbox (message_id, partner, body, signature, records, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
-            params![message_id, partner, body, signature, records as i64, now()],
+            args![message_id, partner, body, signature, records, now()],
         )? == 1;
         mark_sent(&tx, partner, message_id, sent)?;
         tx.commit()?;
@@ -95,24 +98,29 @@ impl Store {
     }
 
     fn outbox_where(&self, condition: &str) -> Result<Vec<OutboxEntry>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT message_id, partner, body, signature, records, created_at, confirmed_at, attempts, last_error
-             FROM exchange_outbox WHERE {condition} ORDER BY created_at, message_id"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            Ok(OutboxEntry {
-                message_id: r.get(0)?,
-                partner: r.get(1)?,
-                body: r.get(2)?,
-                signature: r.get(3)?,
-                records: r.get::<_, i64>(4)? as u64,
-                created_at: r.get(5)?,
-                confirmed_at: r.get(6)?,
-                attempts: r.get::<_, i64>(7)? as u64,
-                last_error: r.get(8)?,
+        self.conn
+            .query(
+                &format!(
+                    "SELECT message_id, partner, body, signature, records, created_at, confirmed_at, attempts, last_error
+                     FROM exchange_outbox WHERE {condition} ORDER BY created_at, message_id"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    message_id: r.get(0)?,
+                    partner: r.get(1)?,
+                    body: r.get(2)?,
+                    signature: r.get(3)?,
+                    records: r.get(4)?,
+                    created_at: r.get(5)?,
+                    confirmed_at: r.get(6)?,
+                    attempts: r.get(7)?,
+                    last_error: r.get(8)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .collect()
     }
 
     /// The broker confirmed the batch (or `error` says why this attempt failed).
@@ -120,11 +128,11 @@ impl Store {
         match error {
             None => self.conn.execute(
                 "UPDATE exchange_outbox SET confirmed_at = ?2, attempts = attempts + 1, last_error = NULL WHERE message_id = ?1",
-                params![message_id, now()],
+                args![message_id, now()],
             )?,
             Some(e) => self.conn.execute(
                 "UPDATE exchange_outbox SET attempts = attempts + 1, last_error = ?2 WHERE message_id = ?1",
-                params![message_id, e],
+                args![message_id, e],
             )?,
         };
         Ok(())
@@ -134,30 +142,31 @@ impl Store {
     pub fn inbox_applied(&self, message_id: &str) -> Result<bool> {
         Ok(self
             .conn
-            .query_row(
+            .query_opt(
                 "SELECT 1 FROM exchange_inbox WHERE message_id = ?1 AND status = 'applied'",
-                params![message_id],
-                |_| Ok(()),
-            )
-            .optional()?
+                args![message_id],
+            )?
             .is_some())
     }
 
     /// Received messages, newest first.
     pub fn inbox(&self) -> Result<Vec<InboxEntry>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT message_id, sender, status, reason, received_at FROM exchange_inbox ORDER BY id DESC",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(InboxEntry {
-                message_id: r.get(0)?,
-                sender: r.get(1)?,
-                status: r.get(2)?,
-                reason: r.get(3)?,
-                received_at: r.get(4)?,
+        self.conn
+            .query(
+                "SELECT message_id, sender, status, reason, received_at FROM exchange_inbox ORDER BY id DESC",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(InboxEntry {
+                    message_id: r.get(0)?,
+                    sender: r.get(1)?,
+                    status: r.get(2)?,
+                    reason: r.get(3)?,
+                    received_at: r.get(4)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .collect()
     }
 
     /// Records a received message outside of a file's transaction (content landed before).
@@ -172,21 +181,19 @@ impl Store {
     }
 
     pub fn exchange_counts(&self) -> Result<ExchangeCounts> {
-        Ok(self.conn.query_row(
+        let r = self.conn.query_one(
             "SELECT (SELECT COUNT(*) FROM exchange_outbox WHERE confirmed_at IS NULL),
                     (SELECT COUNT(*) FROM exchange_outbox WHERE confirmed_at IS NOT NULL),
                     (SELECT COUNT(*) FROM exchange_inbox WHERE status = 'applied'),
                     (SELECT COUNT(*) FROM exchange_inbox WHERE status = 'rejected')",
-            [],
-            |r| {
-                Ok(ExchangeCounts {
-                    outbox_pending: r.get::<_, i64>(0)? as u64,
-                    outbox_confirmed: r.get::<_, i64>(1)? as u64,
-                    inbox_applied: r.get::<_, i64>(2)? as u64,
-                    inbox_rejected: r.get::<_, i64>(3)? as u64,
-                })
-            },
-        )?)
+            &[],
+        )?;
+        Ok(ExchangeCounts {
+            outbox_pending: r.get(0)?,
+            outbox_confirmed: r.get(1)?,
+            inbox_applied: r.get(2)?,
+            inbox_rejected: r.get(3)?,
+        })
     }
 }
 
@@ -204,7 +211,7 @@ impl FileWriter<'_> {
 }
 
 fn insert_inbox(
-    conn: &rusqlite::Connection,
+    conn: &Conn,
     message_id: &str,
     sender: Option<&str>,
     reason: Option<&str>,
@@ -219,24 +226,19 @@ fn insert_inbox(
     conn.execute(
         "INSERT INTO exchange_inbox (message_id, sender, status, reason, file_id, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-        params![message_id, sender, status, reason, file_id, now()],
+        args![message_id, sender, status, reason, file_id, now()],
     )?;
     Ok(())
 }
 
-fn mark_sent(
-    tx: &Transaction,
-    partner: &str,
-    message_id: &str,
-    sent: &[(String, String)],
-) -> Result<()> {
+fn mark_sent(tx: &Conn, partner: &str, message_id: &str, sent: &[(String, String)]) -> Result<()> {
     let at = now();
     for (key, fingerprint) in sent {
         tx.execute(
             "INSERT INTO exchange_sent (partner, person_key, fingerprint, message_id, sent_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (partner, person_key) DO UPDATE SET fingerprint = excluded.fingerprint,
                message_id = excluded.message_id, sent_at = excluded.sent_at",
-            params![partner, key, fingerprint, message_id, at],
+            args![partner, key, fingerprint, message_id, at],
         )?;
     }
     Ok(())

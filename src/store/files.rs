@@ -1,6 +1,6 @@
 //! Raw landing and record upserts.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use super::sql::{args, Conn, Row, Tx};
 
 use super::{now, sha256_hex, Result, Store};
 use crate::model::Record;
@@ -42,31 +42,28 @@ impl UpsertOutcome {
 impl Store {
     /// The landed file with this content for this feed, if it was ingested before.
     pub fn landed_file_by_sha(&self, sha256: &str, feed: &str) -> Result<Option<LandedFile>> {
-        Ok(self
-            .conn
-            .query_row(
+        self.conn
+            .query_opt(
                 &format!("{SELECT_FILE} WHERE sha256 = ?1 AND feed = ?2"),
-                params![sha256, feed],
-                file_row,
-            )
-            .optional()?)
+                args![sha256, feed],
+            )?
+            .map(|r| file_row(&r))
+            .transpose()
     }
 
     pub fn landed_file(&self, id: i64) -> Result<Option<LandedFile>> {
-        Ok(self
-            .conn
-            .query_row(
-                &format!("{SELECT_FILE} WHERE id = ?1"),
-                params![id],
-                file_row,
-            )
-            .optional()?)
+        self.conn
+            .query_opt(&format!("{SELECT_FILE} WHERE id = ?1"), args![id])?
+            .map(|r| file_row(&r))
+            .transpose()
     }
 
     pub fn landed_files(&self) -> Result<Vec<LandedFile>> {
-        let mut stmt = self.conn.prepare(&format!("{SELECT_FILE} ORDER BY id"))?;
-        let rows = stmt.query_map([], file_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn
+            .query(&format!("{SELECT_FILE} ORDER BY id"), &[])?
+            .iter()
+            .map(file_row)
+            .collect()
     }
 
     /// Starts writing one file in one transaction. A file whose content was landed before
@@ -81,27 +78,26 @@ impl Store {
     ) -> Result<FileWriter<'_>> {
         let tx = self.conn.transaction()?;
         let existing: Option<i64> = tx
-            .query_row(
+            .query_opt(
                 "SELECT id FROM landed_files WHERE sha256 = ?1 AND feed = ?2",
-                params![sha256, feed],
-                |r| r.get(0),
-            )
-            .optional()?;
+                args![sha256, feed],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         let file_id = match existing {
             Some(id) => {
                 tx.execute(
                     "UPDATE landed_files SET path = ?2, mapping = ?3, ingested_at = ?4 WHERE id = ?1",
-                    params![id, path, mapping, now()],
+                    args![id, path, mapping, now()],
                 )?;
                 id
             }
-            None => {
-                tx.execute(
-                    "INSERT INTO landed_files (path, sha256, size, feed, mapping, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![path, sha256, size as i64, feed, mapping, now()],
-                )?;
-                tx.last_insert_rowid()
-            }
+            None => tx
+                .query_one(
+                    "INSERT INTO landed_files (path, sha256, size, feed, mapping, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                    args![path, sha256, size, feed, mapping, now()],
+                )?
+                .get(0)?,
         };
         Ok(FileWriter {
             tx,
@@ -118,7 +114,7 @@ impl Store {
 
 /// Writes the records of one file; nothing is visible to others until [`FileWriter::finish`].
 pub struct FileWriter<'a> {
-    pub(super) tx: Transaction<'a>,
+    pub(super) tx: Tx<'a>,
     pub(super) file_id: i64,
     file_path: String,
     feed: String,
@@ -151,24 +147,24 @@ impl FileWriter<'_> {
         // A record that is still bad on re-ingest keeps its one open entry.
         let already: Option<i64> = self
             .tx
-            .query_row(
+            .query_opt(
                 "SELECT id FROM quarantine WHERE file_id = ?1 AND location = ?2 AND status = 'open'",
-                params![self.file_id, location],
-                |r| r.get(0),
-            )
-            .optional()?;
+                args![self.file_id, location],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         match already {
             Some(id) => {
                 self.tx.execute(
                     "UPDATE quarantine SET field = ?2, reason = ?3, raw = ?4, mapping = ?5 WHERE id = ?1",
-                    params![id, field, reason, raw, self.mapping],
+                    args![id, field, reason, raw, self.mapping],
                 )?;
             }
             None => {
                 self.tx.execute(
                     "INSERT INTO quarantine (file_id, file_path, feed, mapping, location, field, reason, raw, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![self.file_id, self.file_path, self.feed, self.mapping, location, field, reason, raw, now()],
+                    args![self.file_id, self.file_path, self.feed, self.mapping, location, field, reason, raw, now()],
                 )?;
             }
         }
@@ -180,7 +176,7 @@ impl FileWriter<'_> {
     pub fn finish(self, records_read: u64, error: Option<&str>) -> Result<i64> {
         self.tx.execute(
             "UPDATE landed_files SET records_read = ?2, upserted = ?3, unchanged = ?4, quarantined = ?5, error = ?6 WHERE id = ?1",
-            params![self.file_id, records_read as i64, self.upserted as i64, self.unchanged as i64, self.quarantined as i64, error],
+            args![self.file_id, records_read, self.upserted, self.unchanged, self.quarantined, error],
         )?;
         self.tx.commit()?;
         Ok(self.file_id)
@@ -190,7 +186,7 @@ impl FileWriter<'_> {
 /// Inserts or replaces the stored version of `record` by its key. An older source version never
 /// replaces a newer one, and identical content is left alone.
 pub(super) fn upsert_record(
-    conn: &Connection,
+    conn: &Conn,
     record: &Record,
     file_id: Option<i64>,
     location: &str,
@@ -201,11 +197,12 @@ pub(super) fn upsert_record(
     let hash = sha256_hex(data.as_bytes());
     let version = record.version();
     let existing: Option<(String, Option<String>)> = conn
-        .prepare_cached(
+        .query_opt(
             "SELECT content_hash, version FROM records WHERE feed = ?1 AND record_key = ?2",
+            args![feed, key],
         )?
-        .query_row(params![feed, key], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+        .map(|r| Ok::<_, super::StoreError>((r.get(0)?, r.get(1)?)))
+        .transpose()?;
     let outcome = match &existing {
         None => UpsertOutcome::Inserted,
         Some((h, _)) if *h == hash => return Ok(UpsertOutcome::Unchanged),
@@ -215,14 +212,14 @@ pub(super) fn upsert_record(
         Some(_) => UpsertOutcome::Updated,
     };
     let period = record.period_date().map(|d| d.to_string());
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO records (feed, record_key, period_date, version, retired, content_hash, data, file_id, location, changed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (feed, record_key) DO UPDATE SET period_date = excluded.period_date, version = excluded.version,
            retired = excluded.retired, content_hash = excluded.content_hash, data = excluded.data,
            file_id = excluded.file_id, location = excluded.location, changed_at = excluded.changed_at",
-    )?
-    .execute(params![feed, key, period, version, record.is_retired(), hash, data, file_id, location, now()])?;
+        args![feed, key, period, version, record.is_retired(), hash, data, file_id, location, now()],
+    )?;
     Ok(outcome)
 }
 
@@ -240,19 +237,19 @@ fn is_older(candidate: &str, stored: &str) -> bool {
 
 const SELECT_FILE: &str = "SELECT id, path, sha256, size, feed, mapping, ingested_at, records_read, upserted, unchanged, quarantined, error FROM landed_files";
 
-fn file_row(r: &rusqlite::Row) -> rusqlite::Result<LandedFile> {
+fn file_row(r: &Row) -> Result<LandedFile> {
     Ok(LandedFile {
         id: r.get(0)?,
         path: r.get(1)?,
         sha256: r.get(2)?,
-        size: r.get::<_, i64>(3)? as u64,
+        size: r.get(3)?,
         feed: r.get(4)?,
         mapping: r.get(5)?,
         ingested_at: r.get(6)?,
-        records_read: r.get::<_, i64>(7)? as u64,
-        upserted: r.get::<_, i64>(8)? as u64,
-        unchanged: r.get::<_, i64>(9)? as u64,
-        quarantined: r.get::<_, i64>(10)? as u64,
+        records_read: r.get(7)?,
+        upserted: r.get(8)?,
+        unchanged: r.get(9)?,
+        quarantined: r.get(10)?,
         error: r.get(11)?,
     })
 }

@@ -1,6 +1,6 @@
 //! Pull checkpoints of HTTP sources and the history of jobs.
 
-use rusqlite::{params, OptionalExtension};
+use super::sql::{args, Conn};
 
 use super::{now, FileWriter, Result, Store};
 
@@ -59,22 +59,19 @@ impl JobOutcome {
 
 impl Store {
     pub fn pull_state(&self, source: &str) -> Result<PullState> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT cursor, run_since, run_max, watermark FROM pull_state WHERE source = ?1",
-                params![source],
-                |r| {
-                    Ok(PullState {
-                        cursor: r.get(0)?,
-                        run_since: r.get(1)?,
-                        run_max: r.get(2)?,
-                        watermark: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?
-            .unwrap_or_default())
+        let Some(r) = self.conn.query_opt(
+            "SELECT cursor, run_since, run_max, watermark FROM pull_state WHERE source = ?1",
+            args![source],
+        )?
+        else {
+            return Ok(PullState::default());
+        };
+        Ok(PullState {
+            cursor: r.get(0)?,
+            run_since: r.get(1)?,
+            run_max: r.get(2)?,
+            watermark: r.get(3)?,
+        })
     }
 
     /// Saves a checkpoint on its own, for a page whose records were already stored.
@@ -90,22 +87,23 @@ impl Store {
         source: Option<&str>,
         trigger: &str,
     ) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO jobs (name, kind, source, trigger, started_at, status) VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
-            params![name, kind, source, trigger, now()],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        self.conn
+            .query_one(
+                "INSERT INTO jobs (name, kind, source, trigger, started_at, status) VALUES (?1, ?2, ?3, ?4, ?5, 'running') RETURNING id",
+                args![name, kind, source, trigger, now()],
+            )?
+            .get(0)
     }
 
     pub fn finish_job(&mut self, id: i64, outcome: &JobOutcome) -> Result<()> {
         self.conn.execute(
             "UPDATE jobs SET finished_at = ?2, status = ?3, records = ?4, quarantined = ?5, detail = ?6, error = ?7 WHERE id = ?1",
-            params![
+            args![
                 id,
                 now(),
                 outcome.status(),
-                outcome.records as i64,
-                outcome.quarantined as i64,
+                outcome.records,
+                outcome.quarantined,
                 outcome.detail,
                 outcome.error
             ],
@@ -115,44 +113,64 @@ impl Store {
 
     /// Runs left `running` by a process that died: marked interrupted, so the history says so.
     pub fn mark_abandoned_jobs(&mut self) -> Result<usize> {
-        Ok(self.conn.execute(
+        let n = self.conn.execute(
             "UPDATE jobs SET status = 'interrupted', finished_at = ?1, error = COALESCE(error, 'the process running it ended before it finished') WHERE status = 'running'",
-            params![now()],
-        )?)
+            args![now()],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// The latest `limit` runs, newest first, optionally of one job.
     pub fn jobs(&self, name: Option<&str>, limit: usize) -> Result<Vec<JobRun>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, name, kind, source, trigger, started_at, finished_at, status, records, quarantined, detail, error
-             FROM jobs WHERE ?1 IS NULL OR name = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![name, limit as i64], |r| {
-            Ok(JobRun {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                kind: r.get(2)?,
-                source: r.get(3)?,
-                trigger: r.get(4)?,
-                started_at: r.get(5)?,
-                finished_at: r.get(6)?,
-                status: r.get(7)?,
-                records: r.get::<_, i64>(8)? as u64,
-                quarantined: r.get::<_, i64>(9)? as u64,
-                detail: r.get(10)?,
-                error: r.get(11)?,
+        self.conn
+            .query(
+                "SELECT id, name, kind, source, trigger, started_at, finished_at, status, records, quarantined, detail, error
+                 FROM jobs WHERE CAST(?1 AS TEXT) IS NULL OR name = ?1 ORDER BY id DESC LIMIT ?2",
+                args![name, limit],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(JobRun {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    kind: r.get(2)?,
+                    source: r.get(3)?,
+                    trigger: r.get(4)?,
+                    started_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                    status: r.get(7)?,
+                    records: r.get(8)?,
+                    quarantined: r.get(9)?,
+                    detail: r.get(10)?,
+                    error: r.get(11)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .collect()
+    }
+
+    /// PostgreSQL only: takes this session's daemon lock on the database; `false` when another
+    /// session holds it. The server releases it when the session ends.
+    pub fn try_daemon_lock(&self) -> Result<bool> {
+        if !self.conn.is_postgres() {
+            return Err(super::StoreError::Unsupported(
+                "the SQLite store is locked with a file beside it".into(),
+            ));
+        }
+        self.conn
+            .query_one("SELECT pg_try_advisory_lock(7351002)", &[])?
+            .get(0)
     }
 
     /// When each job last finished well, for `/metrics`.
     pub fn last_successes(&self) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT name, MAX(finished_at) FROM jobs WHERE status = 'ok' GROUP BY name ORDER BY name",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn
+            .query(
+                "SELECT name, MAX(finished_at) FROM jobs WHERE status = 'ok' GROUP BY name ORDER BY name",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 }
 
@@ -164,12 +182,12 @@ impl FileWriter<'_> {
     }
 }
 
-fn write_pull_state(conn: &rusqlite::Connection, source: &str, state: &PullState) -> Result<()> {
+fn write_pull_state(conn: &Conn, source: &str, state: &PullState) -> Result<()> {
     conn.execute(
         "INSERT INTO pull_state (source, cursor, run_since, run_max, watermark, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, run_since = excluded.run_since,
            run_max = excluded.run_max, watermark = excluded.watermark, updated_at = excluded.updated_at",
-        params![source, state.cursor, state.run_since, state.run_max, state.watermark, now()],
+        args![source, state.cursor, state.run_since, state.run_max, state.watermark, now()],
     )?;
     Ok(())
 }

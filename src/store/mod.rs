@@ -1,20 +1,23 @@
-//! The embedded store: SQLite with versioned migrations.
+//! The store: SQLite (embedded default) or PostgreSQL (production), with versioned migrations.
 //!
 //! It holds raw landing (which files were ingested), canonical records, the quarantine and
 //! the discrepancies. Each ingested file is written in one transaction, so a crash leaves
-//! either the whole file or none of it.
+//! either the whole file or none of it. Both databases run the same queries and the same
+//! migrations through [`sql::Conn`].
 
 mod discrepancies;
 mod exchange;
 mod files;
 mod jobs;
 mod quarantine;
+pub(crate) mod sql;
+#[doc(hidden)]
+pub mod testing;
 
-use std::path::Path;
-
-use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
 
 use crate::model::{Feed, Record};
+use sql::{args, Conn};
 
 pub use discrepancies::{HistoryEntry, SaveSummary, StoredDiscrepancy, UNRESOLVED_STATUSES};
 pub use exchange::{ExchangeCounts, InboxEntry, OutboxEntry};
@@ -50,16 +53,28 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("{0}")]
+    Connect(String),
     #[error("database migration {version} ({name}): {source}")]
     Migration {
         version: usize,
         name: &'static str,
-        source: rusqlite::Error,
+        source: Box<StoreError>,
     },
     #[error("database is at schema version {found}, newer than this vitalhub ({known}); upgrade vitalhub")]
     TooNew { found: usize, known: usize },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database column {index}: expected {expected}, found {found}")]
+    Column {
+        index: usize,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("{0}")]
+    Unsupported(String),
     #[error("stored record {feed}/{key} is unreadable: {source}")]
     Corrupt {
         feed: String,
@@ -72,8 +87,54 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Which database a store lives in.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Target {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL.
+    Postgres(String),
+}
+
+impl Target {
+    /// A `postgres://` or `postgresql://` URL names a PostgreSQL database; anything else is the
+    /// path of an SQLite file.
+    pub fn parse(text: &str) -> Target {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Target::Postgres(text.to_owned())
+        } else {
+            Target::Sqlite(PathBuf::from(text))
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    /// Never shows a password written in a URL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Sqlite(p) => write!(f, "{}", p.display()),
+            Target::Postgres(url) => {
+                let shown = match (url.find("://"), url.rfind('@')) {
+                    (Some(scheme), Some(at)) if at > scheme => {
+                        let userinfo = &url[scheme + 3..at];
+                        let user = userinfo.split(':').next().unwrap_or("");
+                        format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+                    }
+                    _ => url.clone(),
+                };
+                f.write_str(&shown)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target({self})")
+    }
+}
+
 pub struct Store {
-    conn: Connection,
+    conn: Conn,
 }
 
 /// A canonical record as stored, with where it came from.
@@ -85,88 +146,113 @@ pub struct StoredRecord {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        let conn = rusqlite::Connection::open(path).map_err(|source| StoreError::Open {
             path: path.display().to_string(),
             source,
         })?;
-        Self::init(conn)
+        Self::init_sqlite(conn)
+    }
+
+    /// Opens either database and brings its schema up to date.
+    pub fn connect(target: &Target) -> Result<Store> {
+        match target {
+            Target::Sqlite(path) => Self::open(path),
+            Target::Postgres(url) => {
+                let mut store = Store {
+                    conn: Conn::Postgres(sql::Postgres::connect(url)?),
+                };
+                store.migrate()?;
+                Ok(store)
+            }
+        }
     }
 
     /// A private in-memory database, for tests and dry runs.
     pub fn open_in_memory() -> Result<Store> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init_sqlite(rusqlite::Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Store> {
+    fn init_sqlite(conn: rusqlite::Connection) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store { conn };
+        let mut store = Store {
+            conn: Conn::Sqlite(conn),
+        };
         store.migrate()?;
         Ok(store)
     }
 
+    pub fn is_postgres(&self) -> bool {
+        self.conn.is_postgres()
+    }
+
     fn migrate(&mut self) -> Result<()> {
-        self.conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        let postgres = self.conn.is_postgres();
+        self.conn.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
         )?;
-        let current: usize = self.conn.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )?;
+        let tx = self.conn.transaction()?;
+        if postgres {
+            // Several processes (workers, a daemon) may start at once on one database: the
+            // first migrates, the others wait here and then find nothing left to do.
+            tx.execute("SELECT pg_advisory_xact_lock(7351001)", &[])?;
+        }
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )?
+            .get(0)?;
+        let current = usize::try_from(current).unwrap_or(0);
         if current > MIGRATIONS.len() {
             return Err(StoreError::TooNew {
                 found: current,
                 known: MIGRATIONS.len(),
             });
         }
-        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current) {
+        for (i, (name, text)) in MIGRATIONS.iter().enumerate().skip(current) {
             let version = i + 1;
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)
-                .map_err(|source| StoreError::Migration {
-                    version,
-                    name,
-                    source,
-                })?;
+            let script = if postgres {
+                sql::postgres_dialect(text)
+            } else {
+                (*text).to_owned()
+            };
+            tx.batch(&script).map_err(|source| StoreError::Migration {
+                version,
+                name,
+                source: Box::new(source),
+            })?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-                params![version, name, now()],
+                args![version, name, now()],
             )?;
-            tx.commit()?;
         }
-        Ok(())
+        tx.commit()
     }
 
     pub fn schema_version(&self) -> Result<usize> {
-        Ok(self
+        let v: i64 = self
             .conn
-            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
-                r.get(0)
-            })?)
+            .query_one("SELECT MAX(version) FROM schema_migrations", &[])?
+            .get(0)?;
+        Ok(usize::try_from(v).unwrap_or(0))
     }
 
     /// Every current (not retired) record of a feed, in key order.
     pub fn records(&self, feed: Feed) -> Result<Vec<StoredRecord>> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query(
             "SELECT r.record_key, r.data, f.path, r.location FROM records r LEFT JOIN landed_files f ON f.id = r.file_id
              WHERE r.feed = ?1 AND r.retired = 0 ORDER BY r.record_key",
+            args![feed.name()],
         )?;
-        let rows = stmt.query_map(params![feed.name()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let (key, data, file, location) = row?;
+            let key: String = row.get(0)?;
+            let data: String = row.get(1)?;
             let record = serde_json::from_str(&data).map_err(|source| StoreError::Corrupt {
                 feed: feed.name().to_owned(),
                 key,
@@ -174,8 +260,8 @@ impl Store {
             })?;
             out.push(StoredRecord {
                 record,
-                file,
-                location,
+                file: row.get(2)?,
+                location: row.get(3)?,
             });
         }
         Ok(out)
@@ -183,25 +269,25 @@ impl Store {
 
     /// Counts of current records per feed.
     pub fn record_counts(&self) -> Result<Vec<(String, u64)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT feed, COUNT(*) FROM records WHERE retired = 0 GROUP BY feed ORDER BY feed",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn
+            .query(
+                "SELECT feed, COUNT(*) FROM records WHERE retired = 0 GROUP BY feed ORDER BY feed",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 
     /// One stored record by feed and key, retired or not.
     pub fn record(&self, feed: Feed, key: &str) -> Result<Option<Record>> {
-        let data: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT data FROM records WHERE feed = ?1 AND record_key = ?2",
-                params![feed.name(), key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        data.map(|d| {
-            serde_json::from_str(&d).map_err(|source| StoreError::Corrupt {
+        let row = self.conn.query_opt(
+            "SELECT data FROM records WHERE feed = ?1 AND record_key = ?2",
+            args![feed.name(), key],
+        )?;
+        row.map(|r| {
+            let data: String = r.get(0)?;
+            serde_json::from_str(&data).map_err(|source| StoreError::Corrupt {
                 feed: feed.name().to_owned(),
                 key: key.to_owned(),
                 source,
@@ -214,21 +300,20 @@ impl Store {
 impl Store {
     /// A saved linkage model (JSON) and when it was trained.
     pub fn linkage_model(&self, name: &str) -> Result<Option<(String, String)>> {
-        Ok(self
-            .conn
-            .query_row(
+        self.conn
+            .query_opt(
                 "SELECT model, trained_at FROM linkage_models WHERE name = ?1",
-                params![name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+                args![name],
+            )?
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .transpose()
     }
 
     pub fn save_linkage_model(&mut self, name: &str, model_json: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO linkage_models (name, trained_at, model) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET trained_at = excluded.trained_at, model = excluded.model",
-            params![name, now(), model_json],
+            args![name, now(), model_json],
         )?;
         Ok(())
     }

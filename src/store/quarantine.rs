@@ -1,6 +1,6 @@
 //! The quarantine: records that could not be mapped, with where they were and why.
 
-use rusqlite::{params, OptionalExtension};
+use super::sql::{args, Row};
 
 use super::files::upsert_record;
 use super::{now, Result, Store, StoreError, UpsertOutcome};
@@ -33,7 +33,7 @@ pub struct QuarantineEntry {
 
 const SELECT: &str = "SELECT id, file_id, file_path, feed, mapping, location, field, reason, raw, status, created_at, resolved_at FROM quarantine";
 
-fn row(r: &rusqlite::Row) -> rusqlite::Result<QuarantineEntry> {
+fn row(r: &Row) -> Result<QuarantineEntry> {
     let status: String = r.get(9)?;
     Ok(QuarantineEntry {
         id: r.get(0)?,
@@ -62,15 +62,14 @@ impl Store {
         } else {
             format!("{SELECT} WHERE status = 'open' ORDER BY id")
         };
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([], row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn.query(&sql, &[])?.iter().map(row).collect()
     }
 
     pub fn quarantine_entry(&self, id: i64) -> Result<QuarantineEntry> {
         self.conn
-            .query_row(&format!("{SELECT} WHERE id = ?1"), params![id], row)
-            .optional()?
+            .query_opt(&format!("{SELECT} WHERE id = ?1"), args![id])?
+            .map(|r| row(&r))
+            .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("no quarantine entry {id}")))
     }
 
@@ -81,7 +80,7 @@ impl Store {
         let outcome = upsert_record(&tx, record, entry.file_id, &entry.location)?;
         tx.execute(
             "UPDATE quarantine SET status = 'resolved', resolved_at = ?2 WHERE id = ?1",
-            params![id, now()],
+            args![id, now()],
         )?;
         tx.commit()?;
         Ok(outcome)
@@ -91,7 +90,7 @@ impl Store {
     pub fn close_quarantined(&mut self, id: i64) -> Result<()> {
         self.conn.execute(
             "UPDATE quarantine SET status = 'resolved', resolved_at = ?2 WHERE id = ?1",
-            params![id, now()],
+            args![id, now()],
         )?;
         Ok(())
     }
@@ -105,7 +104,7 @@ impl Store {
     ) -> Result<()> {
         self.conn.execute(
             "UPDATE quarantine SET field = ?2, reason = ?3 WHERE id = ?1",
-            params![id, field, reason],
+            args![id, field, reason],
         )?;
         Ok(())
     }

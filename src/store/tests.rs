@@ -21,6 +21,14 @@ fn birth(cert: &str, status: CertStatus, name: &str, updated: &str) -> Record {
     })
 }
 
+/// Runs a store check on the embedded SQLite and on a fresh PostgreSQL database.
+fn on_both(check: impl Fn(Store)) {
+    eprintln!("-- on SQLite");
+    check(Store::open_in_memory().unwrap());
+    eprintln!("-- on PostgreSQL");
+    check(testing::fresh_postgres_store());
+}
+
 #[test]
 fn migrations_apply_once_and_reopen_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,96 +38,106 @@ fn migrations_apply_once_and_reopen_cleanly() {
     drop(store);
     let store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+
+    let target = testing::fresh_postgres_database();
+    let store = Store::connect(&target).unwrap();
+    assert!(store.is_postgres());
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+    drop(store);
+    let store = Store::connect(&target).unwrap();
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
 }
 
 #[test]
 fn reissue_replaces_older_void_retires_and_stale_versions_are_ignored() {
-    let mut store = Store::open_in_memory().unwrap();
-    let mut w = store
-        .begin_file("births.xml", "sha-1", 10, "health.births", "builtin:x")
-        .unwrap();
-    let issued = birth(
-        "Q410123456",
-        CertStatus::Issued,
-        "王子涵",
-        "2026-10-05T09:12:00+08:00",
-    );
-    assert_eq!(
-        w.upsert(&issued, "element 1").unwrap(),
-        UpsertOutcome::Inserted
-    );
-    assert_eq!(
-        w.upsert(&issued, "element 1").unwrap(),
-        UpsertOutcome::Unchanged
-    );
-    let reissued = birth(
-        "Q410123456",
-        CertStatus::Reissued,
-        "王梓涵",
-        "2026-10-09T10:00:00+08:00",
-    );
-    assert_eq!(
-        w.upsert(&reissued, "element 2").unwrap(),
-        UpsertOutcome::Updated
-    );
-    // An older version arriving late (same instant expressed in UTC is older still) is ignored.
-    assert_eq!(
-        w.upsert(&issued, "element 1").unwrap(),
-        UpsertOutcome::Stale
-    );
-    w.finish(3, None).unwrap();
-    let current = store.records(Feed::HealthBirths).unwrap();
-    assert_eq!(current.len(), 1);
-    let Record::Birth(b) = &current[0].record else {
-        panic!()
-    };
-    assert_eq!(b.child_name, "王梓涵");
-    assert_eq!(current[0].location.as_deref(), Some("element 2"));
+    on_both(|mut store| {
+        let mut w = store
+            .begin_file("births.xml", "sha-1", 10, "health.births", "builtin:x")
+            .unwrap();
+        let issued = birth(
+            "Q410123456",
+            CertStatus::Issued,
+            "王子涵",
+            "2026-10-05T09:12:00+08:00",
+        );
+        assert_eq!(
+            w.upsert(&issued, "element 1").unwrap(),
+            UpsertOutcome::Inserted
+        );
+        assert_eq!(
+            w.upsert(&issued, "element 1").unwrap(),
+            UpsertOutcome::Unchanged
+        );
+        let reissued = birth(
+            "Q410123456",
+            CertStatus::Reissued,
+            "王梓涵",
+            "2026-10-09T10:00:00+08:00",
+        );
+        assert_eq!(
+            w.upsert(&reissued, "element 2").unwrap(),
+            UpsertOutcome::Updated
+        );
+        // An older version arriving late (same instant expressed in UTC is older still) is ignored.
+        assert_eq!(
+            w.upsert(&issued, "element 1").unwrap(),
+            UpsertOutcome::Stale
+        );
+        w.finish(3, None).unwrap();
+        let current = store.records(Feed::HealthBirths).unwrap();
+        assert_eq!(current.len(), 1);
+        let Record::Birth(b) = &current[0].record else {
+            panic!()
+        };
+        assert_eq!(b.child_name, "王梓涵");
+        assert_eq!(current[0].location.as_deref(), Some("element 2"));
 
-    let mut w = store
-        .begin_file("births2.xml", "sha-2", 10, "health.births", "builtin:x")
-        .unwrap();
-    let void = birth(
-        "Q410123456",
-        CertStatus::Void,
-        "王梓涵",
-        "2026-10-10T00:00:00Z",
-    );
-    assert_eq!(
-        w.upsert(&void, "element 1").unwrap(),
-        UpsertOutcome::Updated
-    );
-    w.finish(1, None).unwrap();
-    assert!(
-        store.records(Feed::HealthBirths).unwrap().is_empty(),
-        "void retires the certificate"
-    );
-    assert!(store
-        .record(Feed::HealthBirths, "Q410123456")
-        .unwrap()
-        .unwrap()
-        .is_retired());
+        let mut w = store
+            .begin_file("births2.xml", "sha-2", 10, "health.births", "builtin:x")
+            .unwrap();
+        let void = birth(
+            "Q410123456",
+            CertStatus::Void,
+            "王梓涵",
+            "2026-10-10T00:00:00Z",
+        );
+        assert_eq!(
+            w.upsert(&void, "element 1").unwrap(),
+            UpsertOutcome::Updated
+        );
+        w.finish(1, None).unwrap();
+        assert!(
+            store.records(Feed::HealthBirths).unwrap().is_empty(),
+            "void retires the certificate"
+        );
+        assert!(store
+            .record(Feed::HealthBirths, "Q410123456")
+            .unwrap()
+            .unwrap()
+            .is_retired());
+    });
 }
 
 #[test]
 fn an_uncommitted_file_leaves_nothing_behind() {
-    let mut store = Store::open_in_memory().unwrap();
-    {
-        let mut w = store
-            .begin_file("b.xml", "sha-x", 1, "health.births", "m")
+    on_both(|mut store| {
+        {
+            let mut w = store
+                .begin_file("b.xml", "sha-x", 1, "health.births", "m")
+                .unwrap();
+            w.upsert(
+                &birth("Q1", CertStatus::Issued, "", "2026-10-05T00:00:00Z"),
+                "element 1",
+            )
             .unwrap();
-        w.upsert(
-            &birth("Q1", CertStatus::Issued, "", "2026-10-05T00:00:00Z"),
-            "element 1",
-        )
-        .unwrap();
-        // dropped without finish(): as if the process died mid-file
-    }
-    assert!(store.records(Feed::HealthBirths).unwrap().is_empty());
-    assert!(store
-        .landed_file_by_sha("sha-x", "health.births")
-        .unwrap()
-        .is_none());
+            // dropped without finish(): as if the process died mid-file
+        }
+        assert!(store.records(Feed::HealthBirths).unwrap().is_empty());
+        assert!(store
+            .landed_file_by_sha("sha-x", "health.births")
+            .unwrap()
+            .is_none());
+    });
 }
 
 fn finding(kind: DiscrepancyKind, anchor: &str, explanation: &str) -> Discrepancy {
@@ -141,74 +159,214 @@ fn finding(kind: DiscrepancyKind, anchor: &str, explanation: &str) -> Discrepanc
 
 #[test]
 fn discrepancy_ids_are_stable_and_reviews_survive_unchanged_data() {
-    let mut store = Store::open_in_memory().unwrap();
-    let run1 = vec![
-        finding(DiscrepancyKind::UnreportedBirth, "Q2", "a"),
-        finding(DiscrepancyKind::UnreportedBirth, "Q1", "b"),
-    ];
-    assert_eq!(store.save_discrepancies("2026-10", &run1).unwrap().new, 2);
-    let ids: Vec<(String, String)> = store
-        .discrepancies("2026-10", None)
-        .unwrap()
-        .into_iter()
-        .map(|d| (d.id, d.discrepancy.anchor))
-        .collect();
-    assert_eq!(
-        ids,
-        vec![
-            ("d-2026-10-000001".into(), "Q1".into()),
-            ("d-2026-10-000002".into(), "Q2".into())
-        ]
-    );
-
-    // Same data again, in another order: nothing new, same ids.
-    let mut run2 = run1.clone();
-    run2.reverse();
-    let s = store.save_discrepancies("2026-10", &run2).unwrap();
-    assert_eq!((s.new, s.unchanged), (0, 2));
-
-    store
-        .review_discrepancy(
-            "d-2026-10-000001",
-            "resolved",
-            "clerk-1",
-            Some("registry fixed"),
-        )
-        .unwrap();
-    store.save_discrepancies("2026-10", &run2).unwrap();
-    let status = |store: &Store, id: &str| {
-        store
+    on_both(|mut store| {
+        let run1 = vec![
+            finding(DiscrepancyKind::UnreportedBirth, "Q2", "a"),
+            finding(DiscrepancyKind::UnreportedBirth, "Q1", "b"),
+        ];
+        assert_eq!(store.save_discrepancies("2026-10", &run1).unwrap().new, 2);
+        let ids: Vec<(String, String)> = store
             .discrepancies("2026-10", None)
             .unwrap()
             .into_iter()
-            .find(|d| d.id == id)
-            .unwrap()
-            .status
-    };
-    assert_eq!(
-        status(&store, "d-2026-10-000001"),
-        "resolved",
-        "unchanged data keeps the review"
-    );
+            .map(|d| (d.id, d.discrepancy.anchor))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("d-2026-10-000001".into(), "Q1".into()),
+                ("d-2026-10-000002".into(), "Q2".into())
+            ]
+        );
 
-    // The data behind the resolved one changes: it is reopened, under the same id.
-    let run3 = vec![
-        finding(DiscrepancyKind::UnreportedBirth, "Q1", "changed"),
-        run1[0].clone(),
-    ];
-    assert_eq!(
-        store.save_discrepancies("2026-10", &run3).unwrap().reopened,
-        1
-    );
-    assert_eq!(status(&store, "d-2026-10-000001"), "open");
+        // Same data again, in another order: nothing new, same ids.
+        let mut run2 = run1.clone();
+        run2.reverse();
+        let s = store.save_discrepancies("2026-10", &run2).unwrap();
+        assert_eq!((s.new, s.unchanged), (0, 2));
 
-    // One that is no longer found is marked gone; a new one gets the next number.
-    let run4 = vec![finding(DiscrepancyKind::UnreportedBirth, "Q3", "c")];
-    let s = store.save_discrepancies("2026-10", &run4).unwrap();
-    assert_eq!((s.new, s.gone), (1, 2));
-    assert_eq!(status(&store, "d-2026-10-000003"), "open");
-    let history = store.discrepancy_history("d-2026-10-000001").unwrap();
-    let trail: Vec<&str> = history.iter().map(|h| h.to_status.as_str()).collect();
-    assert_eq!(trail, ["open", "resolved", "open", "gone"]);
-    assert_eq!(history[1].actor, "clerk-1");
+        store
+            .review_discrepancy(
+                "d-2026-10-000001",
+                "resolved",
+                "clerk-1",
+                Some("registry fixed"),
+            )
+            .unwrap();
+        store.save_discrepancies("2026-10", &run2).unwrap();
+        let status = |store: &Store, id: &str| {
+            store
+                .discrepancies("2026-10", None)
+                .unwrap()
+                .into_iter()
+                .find(|d| d.id == id)
+                .unwrap()
+                .status
+        };
+        assert_eq!(
+            status(&store, "d-2026-10-000001"),
+            "resolved",
+            "unchanged data keeps the review"
+        );
+
+        // The data behind the resolved one changes: it is reopened, under the same id.
+        let run3 = vec![
+            finding(DiscrepancyKind::UnreportedBirth, "Q1", "changed"),
+            run1[0].clone(),
+        ];
+        assert_eq!(
+            store.save_discrepancies("2026-10", &run3).unwrap().reopened,
+            1
+        );
+        assert_eq!(status(&store, "d-2026-10-000001"), "open");
+
+        // One that is no longer found is marked gone; a new one gets the next number.
+        let run4 = vec![finding(DiscrepancyKind::UnreportedBirth, "Q3", "c")];
+        let s = store.save_discrepancies("2026-10", &run4).unwrap();
+        assert_eq!((s.new, s.gone), (1, 2));
+        assert_eq!(status(&store, "d-2026-10-000003"), "open");
+        let history = store.discrepancy_history("d-2026-10-000001").unwrap();
+        let trail: Vec<&str> = history.iter().map(|h| h.to_status.as_str()).collect();
+        assert_eq!(trail, ["open", "resolved", "open", "gone"]);
+        assert_eq!(history[1].actor, "clerk-1");
+    });
+}
+
+#[test]
+fn quarantine_keeps_one_open_entry_per_place_and_resolves_with_the_record() {
+    on_both(|mut store| {
+        let mut w = store
+            .begin_file("b.csv", "sha-q", 5, "health.births", "builtin:x")
+            .unwrap();
+        w.quarantine("row 3", Some("birth_date"), "not a date", Some("{\"a\":1}"))
+            .unwrap();
+        // Read again after a mapping change: still one entry, with the new reason.
+        w.quarantine("row 3", Some("birth_date"), "still not a date", None)
+            .unwrap();
+        w.quarantine("file", None, "cut off at byte 9", None)
+            .unwrap();
+        let file_id = w.finish(3, Some("cut off")).unwrap();
+        let open = store.quarantine_entries(false).unwrap();
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0].reason, "still not a date");
+        assert_eq!(open[0].file_id, Some(file_id));
+        let landed = store.landed_file(file_id).unwrap().unwrap();
+        assert_eq!(
+            (landed.records_read, landed.quarantined, landed.size),
+            (3, 3, 5)
+        );
+        assert_eq!(landed.error.as_deref(), Some("cut off"));
+
+        let fixed = birth("Q9", CertStatus::Issued, "张伟", "2026-10-05T00:00:00Z");
+        assert_eq!(
+            store.resolve_quarantined(open[0].id, &fixed).unwrap(),
+            UpsertOutcome::Inserted
+        );
+        store.close_quarantined(open[1].id).unwrap();
+        assert!(store.quarantine_entries(false).unwrap().is_empty());
+        let all = store.quarantine_entries(true).unwrap();
+        assert!(all.iter().all(|e| e.status == QuarantineStatus::Resolved));
+        assert_eq!(store.records(Feed::HealthBirths).unwrap().len(), 1);
+        assert_eq!(
+            store.record_counts().unwrap(),
+            vec![("health.births".to_owned(), 1)]
+        );
+    });
+}
+
+#[test]
+fn jobs_pull_checkpoints_and_models_round_trip() {
+    on_both(|mut store| {
+        let state = PullState {
+            cursor: Some("page-3".into()),
+            run_since: None,
+            run_max: Some("2026-10-31T23:00:00+08:00".into()),
+            watermark: Some("2026-09-30T00:00:00Z".into()),
+        };
+        assert_eq!(store.pull_state("health").unwrap(), PullState::default());
+        store.save_pull_state("health", &state).unwrap();
+        assert_eq!(store.pull_state("health").unwrap(), state);
+
+        let first = store
+            .start_job("pull-health", "pull", Some("health"), "schedule")
+            .unwrap();
+        let second = store
+            .start_job("reconcile", "reconcile", None, "after")
+            .unwrap();
+        assert!(second > first);
+        store
+            .finish_job(
+                first,
+                &JobOutcome {
+                    records: 1963,
+                    quarantined: 2,
+                    ..JobOutcome::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(store.mark_abandoned_jobs().unwrap(), 1);
+        let runs = store.jobs(None, 10).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            (runs[0].id, runs[0].status.as_str()),
+            (second, "interrupted")
+        );
+        assert_eq!((runs[1].records, runs[1].status.as_str()), (1963, "ok"));
+        assert_eq!(store.jobs(Some("pull-health"), 10).unwrap().len(), 1);
+        let last = store.last_successes().unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].0, "pull-health");
+
+        assert!(store.linkage_model("births").unwrap().is_none());
+        store.save_linkage_model("births", "{\"m\":1}").unwrap();
+        store.save_linkage_model("births", "{\"m\":2}").unwrap();
+        assert_eq!(
+            store.linkage_model("births").unwrap().unwrap().0,
+            "{\"m\":2}"
+        );
+    });
+}
+
+#[test]
+fn outbox_bytes_and_inbox_ids_round_trip() {
+    on_both(|mut store| {
+        let body: Vec<u8> = vec![0, 159, 146, 150, b'{', 255];
+        let sent = vec![("410611199203154325".to_owned(), "fp1".to_owned())];
+        assert!(store
+            .queue_outbound("320411", "m-1", &body, "sig", 1, &sent)
+            .unwrap());
+        assert!(!store
+            .queue_outbound("320411", "m-1", &body, "sig", 1, &sent)
+            .unwrap());
+        let pending = store.outbox_pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].body, body);
+        store.outbox_attempted("m-1", Some("broker away")).unwrap();
+        store.outbox_attempted("m-1", None).unwrap();
+        let all = store.outbox().unwrap();
+        assert_eq!(all[0].attempts, 2);
+        assert!(all[0].confirmed_at.is_some() && all[0].last_error.is_none());
+        assert_eq!(store.exchange_sent("320411").unwrap().len(), 1);
+
+        store
+            .record_inbox("in-1", Some("320411"), None, None)
+            .unwrap();
+        store
+            .record_inbox("in-1", Some("320411"), None, None)
+            .unwrap();
+        store
+            .record_inbox("in-2", None, Some("signature does not verify"), None)
+            .unwrap();
+        assert!(store.inbox_applied("in-1").unwrap());
+        assert!(!store.inbox_applied("in-2").unwrap());
+        assert_eq!(
+            store.exchange_counts().unwrap(),
+            ExchangeCounts {
+                outbox_pending: 0,
+                outbox_confirmed: 1,
+                inbox_applied: 1,
+                inbox_rejected: 1,
+            }
+        );
+    });
 }

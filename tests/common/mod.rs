@@ -8,14 +8,30 @@ use std::process::{Command, Output};
 
 /// Runs the real `vitalhub` binary with `--db` pointing into `dir`.
 pub fn vitalhub(dir: &Path, args: &[&str]) -> Output {
-    let db = dir.join("vitalhub.db");
-    let out = Command::new(env!("CARGO_BIN_EXE_vitalhub"))
+    vitalhub_on(&sqlite_in(dir), args)
+}
+
+/// Runs the real `vitalhub` binary on a database: an SQLite path or a `postgres://` URL.
+pub fn vitalhub_on(db: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vitalhub"))
         .arg("--db")
-        .arg(&db)
+        .arg(db)
         .args(args)
         .output()
-        .expect("vitalhub runs");
-    out
+        .expect("vitalhub runs")
+}
+
+/// The embedded default's database file in `dir`.
+pub fn sqlite_in(dir: &Path) -> String {
+    path(&dir.join("vitalhub.db")).to_owned()
+}
+
+/// A new, empty PostgreSQL database on the test server (started if none is given).
+pub fn postgres_database() -> String {
+    match vitalhub::store::testing::fresh_postgres_database() {
+        vitalhub::store::Target::Postgres(url) => url,
+        other => panic!("not a PostgreSQL database: {other}"),
+    }
 }
 
 pub fn ok(out: &Output) -> String {
