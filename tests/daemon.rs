@@ -5,13 +5,23 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, path, simulate, vitalhub};
+use common::{ok, path, postgres_database, simulate, sqlite_in, vitalhub_on};
 
 #[test]
 fn dropped_files_are_ingested_then_reconciled_and_reported_and_a_second_daemon_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let feeds = simulate(dir.path(), "1500", "21");
-    let config = dir.path().join("vitalhub.toml");
+    drop_folder_month(dir.path(), &sqlite_in(dir.path()));
+}
+
+#[test]
+fn the_daemon_runs_the_same_on_postgresql_and_holds_its_lock_there() {
+    let dir = tempfile::tempdir().unwrap();
+    drop_folder_month(dir.path(), &postgres_database());
+}
+
+fn drop_folder_month(dir: &std::path::Path, db: &str) {
+    let feeds = simulate(dir, "1500", "21");
+    let config = dir.join("vitalhub.toml");
     std::fs::write(
         &config,
         format!(
@@ -20,11 +30,11 @@ fn dropped_files_are_ingested_then_reconciled_and_reported_and_a_second_daemon_i
         ),
     )
     .unwrap();
-    let drop = dir.path().join("drop");
+    let drop = dir.join("drop");
     std::fs::create_dir_all(&drop).unwrap();
     let start = || {
         Command::new(env!("CARGO_BIN_EXE_vitalhub"))
-            .args(["--config", path(&config), "daemon"])
+            .args(["--config", path(&config), "--db", db, "daemon"])
             .env("VITALHUB_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -42,7 +52,7 @@ fn dropped_files_are_ingested_then_reconciled_and_reported_and_a_second_daemon_i
     );
 
     // Staged elsewhere and moved in at once, finished writing long ago: one poll takes them all.
-    let staging = dir.path().join("staging");
+    let staging = dir.join("staging");
     std::fs::create_dir_all(&staging).unwrap();
     let long_ago = std::time::SystemTime::now() - Duration::from_secs(60);
     let mut names = Vec::new();
@@ -63,10 +73,7 @@ fn dropped_files_are_ingested_then_reconciled_and_reported_and_a_second_daemon_i
     for name in &names {
         std::fs::rename(staging.join(name), drop.join(name)).unwrap();
     }
-    let report = dir
-        .path()
-        .join("reports")
-        .join("discrepancies-202610.jsonl");
+    let report = dir.join("reports").join("discrepancies-202610.jsonl");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !report.exists() {
         assert!(Instant::now() < deadline, "no report was written");
@@ -87,14 +94,14 @@ fn dropped_files_are_ingested_then_reconciled_and_reported_and_a_second_daemon_i
         .collect();
     left.sort();
     assert_eq!(left, ["partner-320411.pub", "processed"]);
-    let history = ok(&vitalhub(dir.path(), &["jobs"]));
+    let history = ok(&vitalhub_on(db, &["jobs"]));
     assert!(
         history.contains("month-end") && history.contains("after"),
         "{history}"
     );
     assert!(!history.contains("failed"), "{history}");
-    let table = ok(&vitalhub(
-        dir.path(),
+    let table = ok(&vitalhub_on(
+        db,
         &[
             "evaluate",
             "--truth",
@@ -112,8 +119,5 @@ fn dropped_files_are_ingested_then_reconciled_and_reported_and_a_second_daemon_i
             assert!(line.ends_with("1.000   1.000"), "{table}");
         }
     }
-    assert!(dir
-        .path()
-        .join("reports/discrepancies-202610.html")
-        .exists());
+    assert!(dir.join("reports/discrepancies-202610.html").exists());
 }

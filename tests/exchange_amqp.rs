@@ -158,8 +158,10 @@ fn two_regions_exchange_batches_both_ways_over_the_broker() {
     );
     let sent_west = cz.run(&broker, &["exchange", "send"]);
     assert!(sent_west.contains("(40 records)"), "{sent_west}");
-    assert!(finish(hebi_listener).contains("applied 1 batches"));
-    assert!(finish(cz_listener).contains("applied 1 batches"));
+    for listener in [hebi_listener, cz_listener] {
+        let heard = finish(listener);
+        assert!(heard.contains("applied 1 batches"), "{heard}");
+    }
 
     // Every person sent arrived, under the same keys.
     let sent = number_after(&sent_east, "(") as usize;

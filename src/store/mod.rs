@@ -5,11 +5,14 @@
 //! either the whole file or none of it. Both databases run the same queries and the same
 //! migrations through [`sql::Conn`].
 
+mod audit;
 mod discrepancies;
 mod exchange;
 mod files;
 mod jobs;
+mod operators;
 mod quarantine;
+mod review;
 pub(crate) mod sql;
 #[doc(hidden)]
 pub mod testing;
@@ -19,11 +22,14 @@ use std::path::{Path, PathBuf};
 use crate::model::{Feed, Record};
 use sql::{args, Conn};
 
+pub use audit::{AuditCheck, AuditEntry, AuditFilter};
 pub use discrepancies::{HistoryEntry, SaveSummary, StoredDiscrepancy, UNRESOLVED_STATUSES};
 pub use exchange::{ExchangeCounts, InboxEntry, OutboxEntry};
 pub use files::{FileWriter, LandedFile, UpsertOutcome};
 pub use jobs::{JobOutcome, JobRun, PullState};
+pub use operators::{Role, User};
 pub use quarantine::{QuarantineEntry, QuarantineStatus};
+pub use review::{Dashboard, ListQuery, ListRow, ReviewItem, Scope};
 
 /// Migrations in order; the version is the position, starting at 1. Never edit a shipped one.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -43,6 +49,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "pulls_and_jobs",
         include_str!("migrations/0005_pulls_and_jobs.sql"),
+    ),
+    (
+        "operators_and_audit",
+        include_str!("migrations/0006_operators_and_audit.sql"),
     ),
 ];
 
@@ -195,6 +205,11 @@ impl Store {
         self.conn.batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
         )?;
+        // Opening an up-to-date database must not take the write lock: readers (a status
+        // check, a test polling) would queue behind every writer.
+        if self.schema_version_or_zero()? == MIGRATIONS.len() {
+            return Ok(());
+        }
         let tx = self.conn.transaction()?;
         if postgres {
             // Several processes (workers, a daemon) may start at once on one database: the
@@ -235,9 +250,16 @@ impl Store {
     }
 
     pub fn schema_version(&self) -> Result<usize> {
+        self.schema_version_or_zero()
+    }
+
+    fn schema_version_or_zero(&self) -> Result<usize> {
         let v: i64 = self
             .conn
-            .query_one("SELECT MAX(version) FROM schema_migrations", &[])?
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )?
             .get(0)?;
         Ok(usize::try_from(v).unwrap_or(0))
     }
