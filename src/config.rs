@@ -35,6 +35,8 @@ struct ConfigFile {
     #[serde(default)]
     daemon: crate::daemon::DaemonConfig,
     #[serde(default)]
+    web: crate::web::WebConfig,
+    #[serde(default)]
     jobs: Vec<crate::daemon::JobFile>,
 }
 
@@ -234,6 +236,8 @@ pub struct Config {
     /// Agency APIs to pull from.
     pub sources: Vec<crate::pull::SourceConfig>,
     pub daemon: crate::daemon::DaemonConfig,
+    /// The review page and API.
+    pub web: crate::web::WebConfig,
     pub jobs: Vec<crate::daemon::JobConfig>,
     /// Where the configuration came from, for messages.
     pub source: String,
@@ -385,6 +389,7 @@ impl Config {
             partners,
             sources,
             daemon: file.daemon,
+            web: file.web,
             jobs,
             source: source.to_owned(),
         })

@@ -1,7 +1,7 @@
 //! vitalhub: reconciles agency vital-records feeds against the population registry.
 //!
 //! Data flows one way through the modules: `connectors` (crate) -> [`mapping`] ->
-//! [`store`] -> [`linkage`] -> [`reconcile`] -> [`report`].
+//! [`store`] -> [`linkage`] -> [`reconcile`] -> [`report`] / [`web`].
 
 pub mod cli;
 pub mod config;
@@ -17,3 +17,4 @@ pub mod reconcile;
 pub mod report;
 pub mod simulate;
 pub mod store;
+pub mod web;

@@ -125,7 +125,7 @@ pub fn write_csv(entries: &[Entry], out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 pub use html::write_html;
-pub use xlsx::write_xlsx;
+pub use xlsx::{write_xlsx, xlsx_bytes};
 
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,4 @@
+use anyhow::Context;
 use std::path::Path;
 
 use rust_xlsxwriter::{Format, Workbook};
@@ -22,6 +23,18 @@ const HEADERS: [&str; 11] = [
 /// A summary sheet, then one sheet per kind with Chinese headers (empty kinds keep their sheet,
 /// so a clerk sees a zero rather than a missing tab).
 pub fn write_xlsx(entries: &[Entry], period: &str, path: &Path) -> anyhow::Result<()> {
+    let mut book = workbook(entries, period)?;
+    book.save(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The same workbook in memory (a download).
+pub fn xlsx_bytes(entries: &[Entry], period: &str) -> anyhow::Result<Vec<u8>> {
+    Ok(workbook(entries, period)?.save_to_buffer()?)
+}
+
+fn workbook(entries: &[Entry], period: &str) -> anyhow::Result<Workbook> {
     let mut book = Workbook::new();
     let bold = Format::new().set_bold();
     let summary = book.add_worksheet();
@@ -68,8 +81,7 @@ pub fn write_xlsx(entries: &[Entry], period: &str, path: &Path) -> anyhow::Resul
         }
         sheet.set_freeze_panes(1, 0)?;
     }
-    book.save(path)?;
-    Ok(())
+    Ok(book)
 }
 
 pub fn severity_zh(s: &str) -> &'static str {

@@ -242,6 +242,37 @@ impl Store {
             .collect()
     }
 
+    /// Every discrepancy the filter matches, whole, in list order (exports).
+    pub fn review_export(&self, scope: &Scope, q: &ListQuery) -> Result<Vec<StoredDiscrepancy>> {
+        let p = Patterns::new(scope, q);
+        let f = list_filter(scope, q, &p);
+        let rows = self.conn.query(
+            &format!(
+                "SELECT id, status, body FROM discrepancies{} ORDER BY {}",
+                f.sql(),
+                order_by(q)
+            ),
+            &f.params,
+        )?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get(0)?;
+                let body: String = r.get(2)?;
+                let discrepancy =
+                    serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
+                        feed: "discrepancies".into(),
+                        key: id.clone(),
+                        source,
+                    })?;
+                Ok(StoredDiscrepancy {
+                    id,
+                    status: r.get(1)?,
+                    discrepancy,
+                })
+            })
+            .collect()
+    }
+
     /// One discrepancy, if it exists and lies in the scope.
     pub fn review_item(&self, scope: &Scope, id: &str) -> Result<Option<ReviewItem>> {
         let Some(r) = self.conn.query_opt(
