@@ -2,6 +2,7 @@
 
 mod demo;
 mod exchange;
+mod operators;
 mod ops;
 
 use std::io::Write;
@@ -154,6 +155,22 @@ enum Command {
         name: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Serve the review page and the REST API
+    Serve {
+        /// Address to listen on [default: web.listen of the config]
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Operators of the review page and API
+    User {
+        #[command(subcommand)]
+        action: operators::UserAction,
+    },
+    /// The hash-chained audit log
+    Audit {
+        #[command(subcommand)]
+        action: operators::AuditAction,
     },
 }
 
@@ -370,6 +387,9 @@ pub fn main() -> Result<std::process::ExitCode> {
         Command::Pull { source, month } => return ops::pull(&config, &mut open()?, &source, month),
         Command::RunJob { name } => return ops::run_job(&config, &mut open()?, &name),
         Command::Jobs { name, limit } => ops::jobs(&open()?, name.as_deref(), limit)?,
+        Command::Serve { listen } => return operators::serve(&config, open()?, listen),
+        Command::User { action } => return operators::user(&mut open()?, action),
+        Command::Audit { action } => return operators::audit(&open()?, action),
         Command::Keys {
             action: KeysAction::Generate { out, region },
         } => {

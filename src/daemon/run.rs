@@ -78,6 +78,23 @@ pub fn run(config: &Config, db: &Target) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         tokio::spawn(serve_metrics(listener, metrics, health.clone()));
         tokio::spawn(watch_signals(stop.clone(), wake.clone()));
+        if config.web.enabled {
+            // The review page gets its own connection: a long reconcile never blocks a clerk.
+            let web_store = Store::connect(db).with_context(|| format!("opening {db}"))?;
+            let web_listener = tokio::net::TcpListener::bind(&config.web.listen)
+                .await
+                .with_context(|| format!("binding web.listen {}", config.web.listen))?;
+            println!(
+                "vitalhub review page on http://{}",
+                web_listener.local_addr()?
+            );
+            let state = Arc::new(crate::web::AppState::new(web_store, config.clone()));
+            tokio::spawn(crate::web::serve(
+                web_listener,
+                state,
+                std::future::pending(),
+            ));
+        }
         tracing::info!(listen = %address, jobs = config.jobs.len(), "daemon started");
         println!("vitalhub daemon: /healthz and /metrics on http://{address}");
         let mut store = Store::connect(db).with_context(|| format!("opening {db}"))?;

@@ -370,3 +370,186 @@ fn outbox_bytes_and_inbox_ids_round_trip() {
         );
     });
 }
+
+#[test]
+fn the_audit_chain_verifies_and_an_edit_or_a_removal_is_named() {
+    on_both(|mut store| {
+        for i in 0..5 {
+            store
+                .audit(
+                    "clerk",
+                    "view",
+                    Some(&format!("d-2026-10-00000{i}")),
+                    Some("x"),
+                )
+                .unwrap();
+        }
+        let check = store.verify_audit().unwrap();
+        assert_eq!((check.entries, check.broken.clone()), (5, None));
+        let shown = store
+            .audit_entries(&AuditFilter {
+                target: Some("d-2026-10-000003".into()),
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .unwrap();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(shown[0].id, 4);
+
+        store
+            .conn
+            .execute("UPDATE audit_log SET detail = 'y' WHERE id = 3", &[])
+            .unwrap();
+        let check = store.verify_audit().unwrap();
+        assert_eq!(check.broken.as_ref().map(|b| b.0), Some(3), "{check:?}");
+        assert!(check.broken.unwrap().1.contains("edited"));
+
+        store
+            .conn
+            .execute("UPDATE audit_log SET detail = 'x' WHERE id = 3", &[])
+            .unwrap();
+        assert!(store.verify_audit().unwrap().broken.is_none());
+        store
+            .conn
+            .execute("DELETE FROM audit_log WHERE id = 2", &[])
+            .unwrap();
+        let check = store.verify_audit().unwrap();
+        assert_eq!(check.broken.as_ref().map(|b| b.0), Some(3), "{check:?}");
+        assert!(check.broken.unwrap().1.contains("entry 2 is missing"));
+    });
+}
+
+#[test]
+fn review_lists_stay_in_scope_and_filter_sort_and_page() {
+    on_both(|mut store| {
+        let mut found = Vec::new();
+        for (i, division) in ["410611", "410611", "410621", "410611"].iter().enumerate() {
+            let mut d = finding(
+                DiscrepancyKind::UnreportedBirth,
+                &format!("Q{i}"),
+                &format!("王{i}"),
+            );
+            d.division = Some((*division).into());
+            d.score = i as f64;
+            found.push(d);
+        }
+        store.save_discrepancies("2026-10", &found).unwrap();
+        let mine = Scope("410611".into());
+        let q = ListQuery {
+            per_page: 2,
+            page: 1,
+            sort: "score".into(),
+            dir: "desc".into(),
+            ..ListQuery::default()
+        };
+        let (total, rows) = store.discrepancy_page(&mine, &q).unwrap();
+        assert_eq!(total, 3);
+        let anchors: Vec<&str> = rows.iter().map(|r| r.anchor.as_str()).collect();
+        assert_eq!(anchors, ["Q3", "Q1"]);
+        let (_, page2) = store
+            .discrepancy_page(
+                &mine,
+                &ListQuery {
+                    page: 2,
+                    ..q.clone()
+                },
+            )
+            .unwrap();
+        assert_eq!(page2.len(), 1);
+        let other = store
+            .discrepancies("2026-10", None)
+            .unwrap()
+            .into_iter()
+            .find(|d| d.discrepancy.division.as_deref() == Some("410621"))
+            .unwrap();
+        assert!(store.review_item(&mine, &other.id).unwrap().is_none());
+        assert!(store
+            .review_item(&Scope(String::new()), &other.id)
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            store
+                .discrepancy_ids(&mine, &ListQuery::default())
+                .unwrap()
+                .len(),
+            3
+        );
+
+        let text = ListQuery {
+            q: "王2".into(),
+            ..ListQuery::default()
+        };
+        assert_eq!(store.discrepancy_page(&mine, &text).unwrap().0, 0);
+        assert_eq!(
+            store
+                .discrepancy_page(&Scope(String::new()), &text)
+                .unwrap()
+                .0,
+            1
+        );
+
+        let id = &rows[0].id;
+        store.assign_discrepancy(id, Some("ana"), "boss").unwrap();
+        store
+            .review_discrepancy(id, "resolved", "ana", Some("registry fixed"))
+            .unwrap();
+        let open = ListQuery {
+            status: "unresolved".into(),
+            ..ListQuery::default()
+        };
+        assert_eq!(store.discrepancy_page(&mine, &open).unwrap().0, 2);
+        let by_ana = ListQuery {
+            assignee: "ana".into(),
+            ..ListQuery::default()
+        };
+        assert_eq!(store.discrepancy_page(&mine, &by_ana).unwrap().1[0].id, *id);
+        let board = store.dashboard(&mine, "2026-10").unwrap();
+        assert_eq!(board.by_kind, vec![("unreported_birth".to_owned(), 2, 3)]);
+        assert_eq!(board.by_division, vec![("410611".to_owned(), 2)]);
+        assert_eq!(board.trend, vec![("2026-10".to_owned(), 2, 3)]);
+        assert_eq!(board.oldest_open.len(), 2);
+        let item = store.review_item(&mine, id).unwrap().unwrap();
+        assert_eq!(item.assignee.as_deref(), Some("ana"));
+        let notes: Vec<_> = item
+            .history
+            .iter()
+            .map(|h| h.note.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                "found by reconciliation",
+                "assigned to ana",
+                "registry fixed"
+            ]
+        );
+    });
+}
+
+#[test]
+fn operators_sessions_and_tokens() {
+    on_both(|mut store| {
+        let id = store
+            .add_user("ana", "hash", Role::Reviewer, "410611")
+            .unwrap();
+        assert!(store.add_user("ana", "hash", Role::Viewer, "").is_err());
+        store
+            .create_session("s1", id, "c1", "2999-01-01T00:00:00Z")
+            .unwrap();
+        store
+            .create_session("s2", id, "c2", "2000-01-01T00:00:00Z")
+            .unwrap();
+        let (user, csrf) = store.session("s1").unwrap().unwrap();
+        assert_eq!(
+            (user.name.as_str(), user.role, csrf.as_str()),
+            ("ana", Role::Reviewer, "c1")
+        );
+        assert!(store.session("s2").unwrap().is_none(), "expired");
+        store.set_api_token("ana", "t1").unwrap();
+        assert_eq!(store.user_by_token("t1").unwrap().unwrap().name, "ana");
+        store.set_disabled("ana", true).unwrap();
+        assert!(store.user_by_token("t1").unwrap().is_none());
+        assert!(store.session("s1").unwrap().is_none());
+        assert!(store.set_password("nobody", "h").is_err());
+    });
+}

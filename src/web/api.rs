@@ -44,7 +44,12 @@ pub async fn list(
     q.page = q.page.max(1);
     let mut store = state.store();
     let (total, items) = store.discrepancy_page(&who.scope, &q)?;
-    store.audit(&who.user.name, "api_list", None, Some(&format!("{} rows", items.len())))?;
+    store.audit(
+        &who.user.name,
+        "api_list",
+        None,
+        Some(&format!("{} rows", items.len())),
+    )?;
     Ok(Json(json!({
         "total": total,
         "page": q.page,

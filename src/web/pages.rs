@@ -8,8 +8,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use serde_json::{json, Value};
 use serde::Deserialize;
+use serde_json::{json, Value};
 
 use super::auth::{self, same_secret};
 use super::i18n::{words, Lang};
@@ -151,10 +151,7 @@ pub async fn set_language(
     )
 }
 
-pub async fn login_form(
-    State(state): State<Shared>,
-    jar: CookieJar,
-) -> Result<Response, WebError> {
+pub async fn login_form(State(state): State<Shared>, jar: CookieJar) -> Result<Response, WebError> {
     login_page(&state, jar, None, StatusCode::OK)
 }
 
@@ -194,10 +191,18 @@ pub async fn login(
     let name = form.name.trim().to_owned();
     let keys = vec![format!("user:{name}"), format!("ip:{}", addr.ip())];
     if !state.limiter.allows(&keys) {
-        state
-            .store()
-            .audit(&name, "login_refused", None, Some("too many failed attempts"))?;
-        return login_page(&state, jar, Some("login_limited"), StatusCode::TOO_MANY_REQUESTS);
+        state.store().audit(
+            &name,
+            "login_refused",
+            None,
+            Some("too many failed attempts"),
+        )?;
+        return login_page(
+            &state,
+            jar,
+            Some("login_limited"),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
     }
     let user = state.store().user(&name)?;
     // The hash is checked even for an unknown name, so timing does not tell names apart.
@@ -231,9 +236,12 @@ pub async fn login(
         )?;
         store.audit(&user.name, "login", None, None)?;
     }
-    let jar = jar
-        .remove(Cookie::build(PRE_LOGIN).path("/"))
-        .add(cookie(&state, SESSION, token, minutes as i64 * 60));
+    let jar = jar.remove(Cookie::build(PRE_LOGIN).path("/")).add(cookie(
+        &state,
+        SESSION,
+        token,
+        minutes as i64 * 60,
+    ));
     Ok((jar, Redirect::to("/dashboard")).into_response())
 }
 
@@ -390,19 +398,27 @@ pub async fn list(
 
 /// Column -> link that sorts by it (flipping the direction when it is the current sort).
 fn sort_links(q: &ListQuery) -> std::collections::BTreeMap<&'static str, String> {
-    ["id", "kind", "division", "severity", "status", "score", "first_seen"]
-        .into_iter()
-        .map(|col| {
-            let mut s = q.clone();
-            s.dir = if q.sort == col && q.dir != "desc" {
-                "desc".into()
-            } else {
-                "asc".into()
-            };
-            s.sort = col.into();
-            (col, format!("/discrepancies?{}", query_string(&s, 1)))
-        })
-        .collect()
+    [
+        "id",
+        "kind",
+        "division",
+        "severity",
+        "status",
+        "score",
+        "first_seen",
+    ]
+    .into_iter()
+    .map(|col| {
+        let mut s = q.clone();
+        s.dir = if q.sort == col && q.dir != "desc" {
+            "desc".into()
+        } else {
+            "asc".into()
+        };
+        s.sort = col.into();
+        (col, format!("/discrepancies?{}", query_string(&s, 1)))
+    })
+    .collect()
 }
 
 /// A record as (field, value) rows, for the side-by-side view.
@@ -444,11 +460,7 @@ pub async fn detail(
 }
 
 /// Everything the detail page shows, audited as a view of the persons in it.
-pub(super) fn detail_view(
-    state: &AppState,
-    who: &Operator,
-    id: &str,
-) -> Result<Value, WebError> {
+pub(super) fn detail_view(state: &AppState, who: &Operator, id: &str) -> Result<Value, WebError> {
     let mut store = state.store();
     let item = store
         .review_item(&who.scope, id)?
@@ -655,10 +667,7 @@ pub(super) fn export_response(
     }
 }
 
-pub async fn quarantine(
-    State(state): State<Shared>,
-    jar: CookieJar,
-) -> Result<Response, WebError> {
+pub async fn quarantine(State(state): State<Shared>, jar: CookieJar) -> Result<Response, WebError> {
     let (who, csrf) = logged_in!(state, jar);
     // Quarantined rows could not be mapped, so their district is unknown: region-wide only.
     let entries = if who.scope.0.is_empty() {
@@ -669,6 +678,12 @@ pub async fn quarantine(
     } else {
         None
     };
-    let ctx = page_context(&jar, &who, &csrf, "quarantine", json!({ "entries": entries }));
+    let ctx = page_context(
+        &jar,
+        &who,
+        &csrf,
+        "quarantine",
+        json!({ "entries": entries }),
+    );
     render(&state, "quarantine.html", ctx)
 }
