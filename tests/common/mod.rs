@@ -2,6 +2,7 @@
 
 pub mod agency;
 pub mod rabbit;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
