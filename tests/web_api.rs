@@ -187,7 +187,7 @@ fn actions_keep_their_history_and_need_their_notes() {
     ));
     assert_eq!(assigned["status"], "open");
     let by_ana = json(get(&r, &r.ana, "/api/v1/discrepancies?assignee=ana"));
-    assert_eq!(ids_of(&by_ana), [id.clone()]);
+    assert_eq!(ids_of(&by_ana), vec![id.clone()]);
     json(act(&r, &r.ana, &id, r#"{"action":"confirm"}"#));
     let done = json(act(
         &r,
