@@ -3,24 +3,13 @@
 
 mod common;
 
-use common::web::{Review, PASSWORD};
+use common::web::{client, Review, PASSWORD};
 use common::{ok, vitalhub};
-use reqwest::blocking::{Client, Response};
-use reqwest::redirect::Policy;
+use reqwest::blocking::Response;
 use serde_json::Value;
 
-fn client() -> Client {
-    // reqwest is built without a TLS provider of its own (the hub installs ring).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::builder().redirect(Policy::none()).build().unwrap()
-}
-
 fn get(r: &Review, token: &str, path: &str) -> Response {
-    client()
-        .get(format!("{}{path}", r.base))
-        .bearer_auth(token)
-        .send()
-        .unwrap()
+    r.get(token, path)
 }
 
 fn json(resp: Response) -> Value {

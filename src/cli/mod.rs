@@ -1,5 +1,6 @@
 //! The `vitalhub` command line.
 
+mod bench;
 mod demo;
 mod exchange;
 mod operators;
@@ -171,6 +172,24 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: operators::AuditAction,
+    },
+    /// Benchmarks that need a running server
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Times the review list over HTTP with many discrepancies (fills the --db given: use an
+    /// empty one)
+    Review {
+        #[arg(long, default_value_t = 100_000)]
+        discrepancies: u64,
+        /// Requests timed per page
+        #[arg(long, default_value_t = 30)]
+        requests: usize,
     },
 }
 
@@ -390,6 +409,13 @@ pub fn main() -> Result<std::process::ExitCode> {
         Command::Serve { listen } => return operators::serve(&config, open()?, listen),
         Command::User { action } => return operators::user(&mut open()?, action),
         Command::Audit { action } => return operators::audit(&open()?, action),
+        Command::Bench {
+            what:
+                BenchWhat::Review {
+                    discrepancies,
+                    requests,
+                },
+        } => return bench::review(&config, open()?, discrepancies, requests.max(1)),
         Command::Keys {
             action: KeysAction::Generate { out, region },
         } => {
@@ -684,6 +710,14 @@ fn quarantine(
 /// A single-threaded runtime for one-off commands that talk to a broker or an agency API.
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A runtime with a worker per core, for serving: one slow page never holds up the others.
+fn server_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")

@@ -188,7 +188,7 @@ pub fn audit(store: &Store, action: AuditAction) -> Result<ExitCode> {
 /// Serves the review page and API until SIGTERM or SIGINT.
 pub fn serve(config: &Config, store: Store, listen: Option<String>) -> Result<ExitCode> {
     let listen = listen.unwrap_or_else(|| config.web.listen.clone());
-    super::runtime()?.block_on(async {
+    super::server_runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("binding {listen}"))?;

@@ -363,19 +363,25 @@ impl Store {
                 })
                 .collect()
         };
-        let unresolved = format!("SUM(CASE WHEN {UNRESOLVED} THEN 1 ELSE 0 END)");
+        // One pass over the covering index gives both the kinds and the districts.
+        let mut kinds: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        let mut divisions: std::collections::BTreeMap<String, u64> = Default::default();
+        for r in self.conn.query(
+            &format!("SELECT kind, division, {UNRESOLVED}, COUNT(*) FROM discrepancies{in_period} GROUP BY kind, division, status"),
+            &f.params,
+        )? {
+            let (kind, division, open, n): (String, Option<String>, bool, u64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            let open_n = if open { n } else { 0 };
+            let k = kinds.entry(kind).or_default();
+            k.0 += open_n;
+            k.1 += n;
+            *divisions.entry(division.unwrap_or_default()).or_default() += open_n;
+        }
+        let by_kind = kinds.into_iter().map(|(k, (o, a))| (k, o, a)).collect();
+        let by_division = divisions.into_iter().collect();
         // SUM over integers is NUMERIC on PostgreSQL; the store reads 64-bit integers.
-        let by_kind = counts(
-            format!("SELECT kind, CAST({unresolved} AS BIGINT), COUNT(*) FROM discrepancies{in_period} GROUP BY kind ORDER BY kind"),
-            &f.params,
-        )?;
-        let by_division = counts(
-            format!("SELECT division, CAST({unresolved} AS BIGINT), COUNT(*) FROM discrepancies{in_period} GROUP BY division ORDER BY division"),
-            &f.params,
-        )?
-        .into_iter()
-        .map(|(d, open, _)| (d, open))
-        .collect();
+        let unresolved = format!("SUM(CASE WHEN {UNRESOLVED} THEN 1 ELSE 0 END)");
         let scope_params = &f.params[..f.params.len() - 1];
         let mut trend = counts(
             format!("SELECT period, CAST({unresolved} AS BIGINT), COUNT(*) FROM discrepancies{scoped} GROUP BY period ORDER BY period DESC LIMIT 12"),

@@ -434,7 +434,8 @@ fn record_fields(record: &crate::model::Record) -> Vec<(String, String)> {
                     .collect::<Vec<_>>(),
                 other => vec![(k, show(&other))],
             })
-            .filter(|(_, v)| !v.is_empty())
+            // `feed` is the record's type tag, already in the heading.
+            .filter(|(k, v)| !v.is_empty() && k != "feed")
             .collect(),
         _ => Vec::new(),
     }

@@ -90,7 +90,34 @@ impl Review {
             .status();
     }
 
+    /// GETs an API path with a token and parses the JSON answer (which must be a success).
+    pub fn api(&self, token: &str, path: &str) -> serde_json::Value {
+        let resp = self.get(token, path);
+        let status = resp.status();
+        let text = resp.text().unwrap();
+        assert!(status.is_success(), "{path}: {status}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub fn get(&self, token: &str, path: &str) -> reqwest::blocking::Response {
+        client()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    }
+
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("vitalhub.db")
     }
+}
+
+/// An HTTP client that does not follow redirects (tests look at them).
+pub fn client() -> reqwest::blocking::Client {
+    // reqwest is built without a TLS provider of its own (the hub installs ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }

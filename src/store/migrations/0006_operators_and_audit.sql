@@ -35,5 +35,7 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_by_actor ON audit_log (actor, id);
 
 ALTER TABLE discrepancies ADD COLUMN assignee TEXT;
-CREATE INDEX discrepancies_by_division ON discrepancies (period, division);
+-- Covers the dashboard's counts (by kind, by district, unresolved or not) within a scope.
+CREATE INDEX discrepancies_for_counts ON discrepancies (period, kind, division, status);
 CREATE INDEX discrepancies_by_first_seen ON discrepancies (first_seen);
+CREATE INDEX discrepancies_in_list_order ON discrepancies (period DESC, seq);
