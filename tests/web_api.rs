@@ -168,6 +168,10 @@ fn actions_keep_their_history_and_need_their_notes() {
         act(&r, &r.ana, &id, r#"{"action":"explode"}"#).status(),
         400
     );
+    for (nobody, why) in [("vic", "a viewer"), ("ghost", "unknown")] {
+        let body = format!(r#"{{"action":"assign","assignee":"{nobody}"}}"#);
+        assert_eq!(act(&r, &r.ana, &id, &body).status(), 400, "{why}");
+    }
     let assigned = json(act(
         &r,
         &r.ana,
@@ -366,7 +370,30 @@ fn pages_need_a_session_forms_need_their_csrf_and_logins_are_limited() {
     ok(&vitalhub(r.dir.path(), &["user", "disable", "boss"]));
     assert_eq!(login(&r, "boss", PASSWORD), Err(401));
     ok(&vitalhub(r.dir.path(), &["user", "enable", "boss"]));
-    assert!(login(&r, "boss", PASSWORD).is_ok());
+    let boss = login(&r, "boss", PASSWORD).unwrap();
+
+    // Admins manage operators on the page too; others may not even look.
+    let admin_page = page(&r, &boss, "/admin/users");
+    assert_eq!(admin_page.status(), 200);
+    let admin_html = admin_page.text().unwrap();
+    assert!(admin_html.contains(">ana<") && admin_html.contains(">vic<"));
+    let vic = login(&r, "vic", PASSWORD).unwrap();
+    assert_eq!(page(&r, &vic, "/admin/users").status(), 403);
+    let add = client()
+        .post(format!("{}/admin/users", r.base))
+        .header("cookie", format!("vh_session={boss}"))
+        .form(&[
+            ("csrf", field(&admin_html, "csrf").as_str()),
+            ("action", "add"),
+            ("name", "zhao"),
+            ("role", "viewer"),
+            ("scope", "410611"),
+            ("password", "another long secret"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(add.status(), 303);
+    assert!(login(&r, "zhao", "another long secret").is_ok());
 
     // Five wrong passwords, then even the right one waits (per name and per address).
     for _ in 0..5 {

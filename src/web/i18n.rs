@@ -127,6 +127,19 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("by", "操作人", "By"),
     ("change", "变更", "Change"),
     ("sort", "排序", "Sort"),
+    ("users", "用户管理", "Operators"),
+    ("role", "角色", "Role"),
+    ("scope", "范围", "Scope"),
+    ("state", "状态", "State"),
+    ("active", "启用", "Active"),
+    ("disabled", "已停用", "Disabled"),
+    ("disable", "停用", "Disable"),
+    ("enable", "启用", "Enable"),
+    ("add_user", "新增用户", "Add operator"),
+    ("whole_region", "全市", "Whole region"),
+    ("viewer", "查看", "Viewer"),
+    ("reviewer", "核查", "Reviewer"),
+    ("admin", "管理员", "Admin"),
 ];
 
 /// Every word of the page in one language, for the templates; kind names under `kind.NAME`.

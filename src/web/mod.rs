@@ -95,6 +95,7 @@ pub fn router(state: Shared) -> Router {
         .route("/discrepancies/bulk", post(pages::bulk))
         .route("/discrepancies/{id}", get(pages::detail).post(pages::act))
         .route("/quarantine", get(pages::quarantine))
+        .route("/admin/users", get(pages::users).post(pages::manage_user))
         .route("/static/app.css", get(pages::css))
         .route("/static/app.js", get(pages::js))
         .route("/api/v1/openapi.json", get(api::openapi))
@@ -224,6 +225,21 @@ fn apply_action(
     let to = match action.action.as_str() {
         "assign" => {
             let assignee = action.assignee.trim();
+            // Only to someone who may act on it: an active reviewer or admin whose scope covers
+            // the discrepancy.
+            if !assignee.is_empty() {
+                let fits = store.user(assignee)?.is_some_and(|u| {
+                    !u.disabled
+                        && u.role.may_act()
+                        && Scope(u.scope.clone())
+                            .covers(item.stored.discrepancy.division.as_deref())
+                });
+                if !fits {
+                    return Err(WebError::BadRequest(format!(
+                        "{assignee} cannot take this discrepancy (unknown, disabled, a viewer, or another district)"
+                    )));
+                }
+            }
             store.assign_discrepancy(id, (!assignee.is_empty()).then_some(assignee), actor)?;
             store.audit(actor, "assign", Some(id), Some(assignee))?;
             return Ok(item.stored.status);

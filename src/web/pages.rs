@@ -30,6 +30,7 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("list.html", include_str!("templates/list.html")),
         ("detail.html", include_str!("templates/detail.html")),
         ("quarantine.html", include_str!("templates/quarantine.html")),
+        ("users.html", include_str!("templates/users.html")),
     ] {
         env.add_template(name, text)
             .expect("the embedded templates are valid");
@@ -687,4 +688,93 @@ pub async fn quarantine(State(state): State<Shared>, jar: CookieJar) -> Result<R
         json!({ "entries": entries }),
     );
     render(&state, "quarantine.html", ctx)
+}
+
+pub async fn users(State(state): State<Shared>, jar: CookieJar) -> Result<Response, WebError> {
+    let (who, csrf) = logged_in!(state, jar);
+    if who.user.role != crate::store::Role::Admin {
+        return Err(WebError::Forbidden("operators are managed by admins"));
+    }
+    let users = state.store().users()?;
+    let ctx = page_context(&jar, &who, &csrf, "users", json!({ "users": users }));
+    render(&state, "users.html", ctx)
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    csrf: String,
+    /// add | disable | enable
+    action: String,
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn manage_user(
+    State(state): State<Shared>,
+    jar: CookieJar,
+    Form(form): Form<UserForm>,
+) -> Result<Response, WebError> {
+    let (who, csrf) = logged_in!(state, jar);
+    check_csrf(&csrf, &form.csrf)?;
+    if who.user.role != crate::store::Role::Admin {
+        return Err(WebError::Forbidden("operators are managed by admins"));
+    }
+    let name = form.name.trim();
+    match form.action.as_str() {
+        "add" => {
+            let role = crate::store::Role::parse(&form.role)
+                .ok_or_else(|| WebError::BadRequest("role: viewer, reviewer or admin".into()))?;
+            let scope = form.scope.trim();
+            // An admin hands out no more than their own scope.
+            if !scope.starts_with(who.scope.0.as_str())
+                || scope.len() > 6
+                || !scope.chars().all(|c| c.is_ascii_digit())
+            {
+                return Err(WebError::BadRequest(format!(
+                    "scope must be a division prefix within {}",
+                    who.scope.0
+                )));
+            }
+            if form.password.chars().count() < 10 {
+                return Err(WebError::BadRequest(
+                    "a password has at least 10 characters".into(),
+                ));
+            }
+            let password = form.password.clone();
+            let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+                .await
+                .map_err(|e| WebError::Internal(e.to_string()))?
+                .map_err(WebError::Internal)?;
+            let mut store = state.store();
+            store
+                .add_user(name, &hash, role, scope)
+                .map_err(|e| WebError::BadRequest(e.to_string()))?;
+            store.audit(
+                &who.user.name,
+                "user_add",
+                Some(name),
+                Some(&format!("{} {scope}", role.name())),
+            )?;
+        }
+        "disable" | "enable" => {
+            if name == who.user.name {
+                return Err(WebError::BadRequest("not your own account".into()));
+            }
+            let mut store = state.store();
+            store.set_disabled(name, form.action == "disable")?;
+            store.audit(
+                &who.user.name,
+                &format!("user_{}", form.action),
+                Some(name),
+                None,
+            )?;
+        }
+        other => return Err(WebError::BadRequest(format!("unknown action {other:?}"))),
+    }
+    Ok(Redirect::to("/admin/users").into_response())
 }
