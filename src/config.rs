@@ -127,6 +127,15 @@ pub struct Region {
 }
 
 impl Region {
+    /// How reports name the region: its name, else its code.
+    pub fn label(&self) -> &str {
+        if self.name.is_empty() {
+            &self.code
+        } else {
+            &self.name
+        }
+    }
+
     /// The prefix identity numbers and divisions of this region start with.
     pub fn prefix(&self) -> &str {
         crate::model::division_prefix(&self.code)

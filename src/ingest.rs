@@ -201,7 +201,7 @@ pub fn ingest_file(
             }
             let location = raw.location.to_string();
             let outcome = match mapping.apply(&raw) {
-                Ok(record) => writer.upsert(&record, &location).map(|_| ()),
+                Ok(record) => writer.add(record, &location),
                 Err(e) => {
                     let raw_json =
                         serde_json::to_string(&raw.fields).expect("raw fields serialise");

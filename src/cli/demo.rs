@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::{count_by_kind, open_entries, run_reconcile, write_report};
+use super::count_by_kind;
 use crate::config::Config;
 use crate::ingest::{ingest_dir, IngestOptions};
 use crate::model::Period;
 use crate::report::Format;
+use crate::report::{open_entries, write_report};
 use crate::simulate::{simulate, SimulateParams};
 use crate::store::Store;
 
@@ -49,30 +50,34 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
     )?;
     let ingest_time = t_ingest.elapsed();
     let t_reconcile = Instant::now();
-    let summary = run_reconcile(&mut store, &config, period, sim.as_of(), false)?;
+    let summary = crate::reconcile::run(
+        &mut store,
+        &crate::reconcile::Params::from_config(&config, period, sim.as_of()),
+        false,
+    )?;
     let reconcile_time = t_reconcile.elapsed();
-    let entries = open_entries(&store, period)?;
+    let entries = open_entries(&store, &period.to_string())?;
     let html = dir.join("report.html");
     let xlsx = dir.join("report.xlsx");
     let json = dir.join("report.jsonl");
     write_report(
         &entries,
         &summary.period,
-        &config,
+        config.region.label(),
         Format::Html,
         Some(&html),
     )?;
     write_report(
         &entries,
         &summary.period,
-        &config,
+        config.region.label(),
         Format::Xlsx,
         Some(&xlsx),
     )?;
     write_report(
         &entries,
         &summary.period,
-        &config,
+        config.region.label(),
         Format::Json,
         Some(&json),
     )?;

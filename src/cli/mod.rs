@@ -6,7 +6,6 @@ mod exchange;
 mod operators;
 mod ops;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -302,7 +301,11 @@ pub fn main() -> Result<std::process::ExitCode> {
             let mut store = open()?;
             let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
             let started = std::time::Instant::now();
-            let summary = run_reconcile(&mut store, &config, period, as_of, retrain)?;
+            let summary = crate::reconcile::run(
+                &mut store,
+                &crate::reconcile::Params::from_config(&config, period, as_of),
+                retrain,
+            )?;
             println!(
                 "reconciled {} as of {} in {:.3} s",
                 summary.period,
@@ -325,11 +328,11 @@ pub fn main() -> Result<std::process::ExitCode> {
             output,
         } => {
             let store = open()?;
-            let entries = open_entries(&store, period)?;
-            write_report(
+            let entries = crate::report::open_entries(&store, &period.to_string())?;
+            crate::report::write_report(
                 &entries,
                 &period.to_string(),
-                &config,
+                config.region.label(),
                 format,
                 output.as_deref(),
             )?;
@@ -444,72 +447,6 @@ pub fn main() -> Result<std::process::ExitCode> {
         },
     }
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-pub(crate) fn run_reconcile(
-    store: &mut Store,
-    config: &Config,
-    period: Period,
-    as_of: chrono::NaiveDate,
-    retrain: bool,
-) -> Result<crate::reconcile::RunSummary> {
-    let params = crate::reconcile::Params {
-        period,
-        as_of,
-        grace_days: config.reconcile.grace_days,
-        region_prefix: config.region.prefix().to_owned(),
-    };
-    Ok(crate::reconcile::run(store, &params, retrain)?)
-}
-
-pub(crate) fn open_entries(store: &Store, period: Period) -> Result<Vec<Entry>> {
-    Ok(store
-        .discrepancies(&period.to_string(), Some("open"))?
-        .iter()
-        .map(Entry::from)
-        .collect())
-}
-
-pub(crate) fn write_report(
-    entries: &[Entry],
-    period: &str,
-    config: &Config,
-    format: Format,
-    output: Option<&Path>,
-) -> Result<()> {
-    let region = if config.region.name.is_empty() {
-        config.region.code.clone()
-    } else {
-        config.region.name.clone()
-    };
-    match (format, output) {
-        (Format::Xlsx, Some(path)) => crate::report::write_xlsx(entries, period, path)?,
-        (Format::Xlsx, None) => bail!("--format xlsx needs --output FILE"),
-        (Format::Html, out) => {
-            let page = crate::report::write_html(entries, period, &region)?;
-            match out {
-                Some(path) => std::fs::write(path, page)
-                    .with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{page}"),
-            }
-        }
-        (f, out) => {
-            let mut sink: Box<dyn Write> = match out {
-                Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path)
-                        .with_context(|| format!("creating {}", path.display()))?,
-                )),
-                None => Box::new(std::io::stdout().lock()),
-            };
-            if f == Format::Json {
-                crate::report::write_json(entries, &mut sink)?;
-            } else {
-                crate::report::write_csv(entries, &mut sink)?;
-            }
-            sink.flush()?;
-        }
-    }
-    Ok(())
 }
 
 fn link(args: LinkArgs) -> Result<()> {

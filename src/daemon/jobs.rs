@@ -228,7 +228,11 @@ impl<'a> Runner<'a> {
     ) -> JobOutcome {
         let today = chrono::Local::now().date_naive();
         let period = period.resolve(today);
-        let summary = match crate::cli::run_reconcile(store, self.config, period, today, false) {
+        let summary = match crate::reconcile::run(
+            store,
+            &crate::reconcile::Params::from_config(self.config, period, today),
+            false,
+        ) {
             Ok(s) => s,
             Err(e) => return failed(format!("{e:#}")),
         };
@@ -243,7 +247,7 @@ impl<'a> Runner<'a> {
         );
         if let Some(dir) = reports {
             let written = (|| -> anyhow::Result<Vec<PathBuf>> {
-                let entries = crate::cli::open_entries(store, period)?;
+                let entries = crate::report::open_entries(store, &period.to_string())?;
                 std::fs::create_dir_all(dir)?;
                 let mut written = Vec::new();
                 for f in formats {
@@ -254,10 +258,10 @@ impl<'a> Runner<'a> {
                         _ => (Format::Json, "jsonl"),
                     };
                     let path = dir.join(format!("discrepancies-{}.{ext}", period.compact()));
-                    crate::cli::write_report(
+                    crate::report::write_report(
                         &entries,
                         &period.to_string(),
-                        self.config,
+                        self.config.region.label(),
                         format,
                         Some(&path),
                     )?;

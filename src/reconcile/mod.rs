@@ -27,6 +27,18 @@ pub struct Params {
     pub region_prefix: String,
 }
 
+impl Params {
+    /// The parameters a configured region reconciles a period with.
+    pub fn from_config(config: &crate::config::Config, period: Period, as_of: NaiveDate) -> Params {
+        Params {
+            period,
+            as_of,
+            grace_days: config.reconcile.grace_days,
+            region_prefix: config.region.prefix().to_owned(),
+        }
+    }
+}
+
 /// Every current record of every feed.
 #[derive(Debug, Default, Clone)]
 pub struct Inputs {

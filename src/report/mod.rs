@@ -4,11 +4,14 @@ mod html;
 mod xlsx;
 
 use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context};
 
 use serde::Serialize;
 
 use crate::model::{DiscrepancyKind, FieldDiff, SourceRef};
-use crate::store::StoredDiscrepancy;
+use crate::store::{Store, StoreError, StoredDiscrepancy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -129,3 +132,50 @@ pub use xlsx::{write_xlsx, xlsx_bytes};
 
 #[cfg(test)]
 mod tests;
+
+/// The period's open discrepancies, as reports list them.
+pub fn open_entries(store: &Store, period: &str) -> Result<Vec<Entry>, StoreError> {
+    Ok(store
+        .discrepancies(period, Some("open"))?
+        .iter()
+        .map(Entry::from)
+        .collect())
+}
+
+/// Writes a report in `format` to `output`, or to stdout (not for xlsx).
+pub fn write_report(
+    entries: &[Entry],
+    period: &str,
+    region: &str,
+    format: Format,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    match (format, output) {
+        (Format::Xlsx, Some(path)) => write_xlsx(entries, period, path)?,
+        (Format::Xlsx, None) => bail!("--format xlsx needs --output FILE"),
+        (Format::Html, out) => {
+            let page = write_html(entries, period, region)?;
+            match out {
+                Some(path) => std::fs::write(path, page)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{page}"),
+            }
+        }
+        (f, out) => {
+            let mut sink: Box<dyn Write> = match out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            if f == Format::Json {
+                write_json(entries, &mut sink)?;
+            } else {
+                write_csv(entries, &mut sink)?;
+            }
+            sink.flush()?;
+        }
+    }
+    Ok(())
+}

@@ -553,3 +553,46 @@ fn operators_sessions_and_tokens() {
         assert!(store.set_password("nobody", "h").is_err());
     });
 }
+
+#[test]
+fn batched_adds_end_as_one_upsert_at_a_time_would() {
+    on_both(|mut store| {
+        // More than one batch, a key repeated within a batch and across batches, a stale
+        // version after a newer one, and identical content twice.
+        let mut w = store
+            .begin_file("b.xml", "sha-b", 1, "health.births", "m")
+            .unwrap();
+        for i in 0..900 {
+            let b = birth(
+                &format!("Q{i:04}"),
+                CertStatus::Issued,
+                "甲",
+                "2026-10-05T00:00:00Z",
+            );
+            w.add(b, &format!("element {i}")).unwrap();
+        }
+        let newer = birth("Q0001", CertStatus::Reissued, "乙", "2026-10-09T00:00:00Z");
+        let older = birth("Q0001", CertStatus::Issued, "丙", "2026-10-06T00:00:00Z");
+        w.add(newer.clone(), "element 900").unwrap();
+        w.add(older, "element 901").unwrap();
+        w.add(newer, "element 902").unwrap();
+        let reissued = birth("Q0899", CertStatus::Reissued, "丁", "2026-10-10T00:00:00Z");
+        w.add(reissued, "element 903").unwrap();
+        let id = w.finish(904, None).unwrap();
+        let landed = store.landed_file(id).unwrap().unwrap();
+        // 900 inserted + 2 updates changed; the stale one and the repeat did not.
+        assert_eq!((landed.upserted, landed.unchanged), (902, 2));
+        let records = store.records(Feed::HealthBirths).unwrap();
+        assert_eq!(records.len(), 900);
+        let name = |key: &str| match store.record(Feed::HealthBirths, key).unwrap() {
+            Some(Record::Birth(b)) => b.child_name,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(name("Q0001"), "乙");
+        assert_eq!(name("Q0899"), "丁");
+        let q1 = records
+            .iter()
+            .find(|r| r.location.as_deref() == Some("element 900"));
+        assert!(q1.is_some(), "the location of the version kept");
+    });
+}
