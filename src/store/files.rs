@@ -102,6 +102,7 @@ impl Store {
         Ok(FileWriter {
             tx,
             pending: Vec::new(),
+            next_analyze: FIRST_ANALYZE,
             file_id,
             file_path: path.to_owned(),
             feed: feed.to_owned(),
@@ -118,6 +119,8 @@ pub struct FileWriter<'a> {
     pub(super) tx: Tx<'a>,
     /// Records given to [`FileWriter::add`], stored a batch at a time.
     pending: Vec<(Record, String)>,
+    /// PostgreSQL: records written after which the table's statistics are taken again.
+    next_analyze: u64,
     pub(super) file_id: i64,
     file_path: String,
     feed: String,
@@ -130,6 +133,12 @@ pub struct FileWriter<'a> {
 /// Records stored per batch: one lookup and one multi-row upsert each, instead of two round
 /// trips per record (which is what made PostgreSQL slow).
 const BATCH: usize = 400;
+
+/// A table never analysed has no statistics, and PostgreSQL then picks the `(feed, period_date)`
+/// index for the key lookup and reads every record of the feed (3,500 records/s at 680k).
+/// `ANALYZE` inside the file's transaction counts its own new rows, so taking statistics at
+/// 2,000, 8,000, 32,000... records written keeps the lookup on the primary key.
+const FIRST_ANALYZE: u64 = 2_000;
 
 impl FileWriter<'_> {
     /// Stores `record` with the next batch; the same result as [`FileWriter::upsert`], in
@@ -147,6 +156,10 @@ impl FileWriter<'_> {
         let (changed, unchanged) = upsert_batch(&self.tx, &batch, self.file_id)?;
         self.upserted += changed;
         self.unchanged += unchanged;
+        if self.tx.is_postgres() && self.upserted >= self.next_analyze {
+            self.tx.batch("ANALYZE records")?;
+            self.next_analyze = self.upserted.saturating_mul(4);
+        }
         Ok(())
     }
 
