@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::sql::{args, Tx};
+use super::sql::{args, Row, Tx};
 
 use super::{now, sha256_hex, Result, Store, StoreError};
 use crate::model::Discrepancy;
@@ -148,23 +148,7 @@ impl Store {
             "SELECT id, status, body FROM discrepancies WHERE period = ?1 AND (CAST(?2 AS TEXT) IS NULL OR status = ?2) ORDER BY seq",
             args![period, status],
         )?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (id, status, body): (String, String, String) =
-                (row.get(0)?, row.get(1)?, row.get(2)?);
-            let discrepancy =
-                serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
-                    feed: "discrepancies".into(),
-                    key: id.clone(),
-                    source,
-                })?;
-            out.push(StoredDiscrepancy {
-                id,
-                status,
-                discrepancy,
-            });
-        }
-        Ok(out)
+        rows.iter().map(stored_discrepancy).collect()
     }
 
     /// Sets a review status, keeping the change in the history.
@@ -224,6 +208,22 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// A row of (id, status, body) as a stored discrepancy.
+pub(super) fn stored_discrepancy(row: &Row) -> Result<StoredDiscrepancy> {
+    let id: String = row.get(0)?;
+    let body: String = row.get(2)?;
+    let discrepancy = serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
+        feed: "discrepancies".into(),
+        key: id.clone(),
+        source,
+    })?;
+    Ok(StoredDiscrepancy {
+        id,
+        status: row.get(1)?,
+        discrepancy,
+    })
 }
 
 /// New discrepancies are `open`, or `possible_match` when they rest on an unsure link.

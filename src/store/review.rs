@@ -1,7 +1,7 @@
 //! What the review page and the API read: filtered, sorted, paged discrepancy lists within an
-//! operator's scope, one discrepancy with its history, the dashboard's counts, assignment.
+//! operator's scope, one discrepancy, the dashboard's counts, assignment.
 
-use super::discrepancies::{HistoryEntry, StoredDiscrepancy};
+use super::discrepancies::{stored_discrepancy, StoredDiscrepancy};
 use super::sql::{args, Param};
 use super::{now, Result, Store, StoreError};
 
@@ -62,7 +62,6 @@ pub struct ReviewItem {
     pub assignee: Option<String>,
     pub first_seen: String,
     pub last_seen: String,
-    pub history: Vec<HistoryEntry>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -254,54 +253,28 @@ impl Store {
             ),
             &f.params,
         )?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.get(0)?;
-                let body: String = r.get(2)?;
-                let discrepancy =
-                    serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
-                        feed: "discrepancies".into(),
-                        key: id.clone(),
-                        source,
-                    })?;
-                Ok(StoredDiscrepancy {
-                    id,
-                    status: r.get(1)?,
-                    discrepancy,
-                })
-            })
-            .collect()
+        rows.iter().map(stored_discrepancy).collect()
     }
 
-    /// One discrepancy, if it exists and lies in the scope.
+    /// One discrepancy, if it exists and lies in the scope. Its history is
+    /// [`Store::discrepancy_history`], read only by those who show it.
     pub fn review_item(&self, scope: &Scope, id: &str) -> Result<Option<ReviewItem>> {
         let Some(r) = self.conn.query_opt(
-            "SELECT status, body, division, assignee, first_seen, last_seen FROM discrepancies WHERE id = ?1",
+            "SELECT id, status, body, division, assignee, first_seen, last_seen FROM discrepancies WHERE id = ?1",
             args![id],
         )?
         else {
             return Ok(None);
         };
-        let division: Option<String> = r.get(2)?;
+        let division: Option<String> = r.get(3)?;
         if !scope.covers(division.as_deref()) {
             return Ok(None);
         }
-        let body: String = r.get(1)?;
-        let discrepancy = serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
-            feed: "discrepancies".into(),
-            key: id.to_owned(),
-            source,
-        })?;
         Ok(Some(ReviewItem {
-            stored: StoredDiscrepancy {
-                id: id.to_owned(),
-                status: r.get(0)?,
-                discrepancy,
-            },
-            assignee: r.get(3)?,
-            first_seen: r.get(4)?,
-            last_seen: r.get(5)?,
-            history: self.discrepancy_history(id)?,
+            stored: stored_discrepancy(&r)?,
+            assignee: r.get(4)?,
+            first_seen: r.get(5)?,
+            last_seen: r.get(6)?,
         }))
     }
 

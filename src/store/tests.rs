@@ -510,8 +510,10 @@ fn review_lists_stay_in_scope_and_filter_sort_and_page() {
         assert_eq!(board.oldest_open.len(), 2);
         let item = store.review_item(&mine, id).unwrap().unwrap();
         assert_eq!(item.assignee.as_deref(), Some("ana"));
-        let notes: Vec<_> = item
-            .history
+        assert_eq!(item.stored.status, "resolved");
+        let notes: Vec<_> = store
+            .discrepancy_history(id)
+            .unwrap()
             .iter()
             .map(|h| h.note.clone().unwrap_or_default())
             .collect();

@@ -504,7 +504,7 @@ pub(super) fn detail_view(state: &AppState, who: &Operator, id: &str) -> Result<
         "kind": d.kind.name(),
         "records": records,
         "differing": differing,
-        "history": item.history,
+        "history": store.discrepancy_history(id)?,
     }))
 }
 
