@@ -3,21 +3,10 @@
 
 mod common;
 
-use common::web::{client, Review, PASSWORD};
+use common::web::{client, json, Review, PASSWORD};
 use common::{ok, vitalhub};
 use reqwest::blocking::Response;
 use serde_json::Value;
-
-fn get(r: &Review, token: &str, path: &str) -> Response {
-    r.get(token, path)
-}
-
-fn json(resp: Response) -> Value {
-    let status = resp.status();
-    let text = resp.text().unwrap();
-    assert!(status.is_success(), "{status}: {text}");
-    serde_json::from_str(&text).unwrap()
-}
 
 fn act(r: &Review, token: &str, id: &str, body: &str) -> Response {
     client()
@@ -42,8 +31,8 @@ fn ids_of(page: &Value) -> Vec<String> {
 fn the_api_keeps_every_operator_inside_their_scope() {
     let r = Review::start("1500");
     // The admin sees the whole region; ana only 410611.
-    let all = json(get(&r, &r.boss, "/api/v1/discrepancies?per_page=500"));
-    let mine = json(get(&r, &r.ana, "/api/v1/discrepancies?per_page=500"));
+    let all = json(r.get(&r.boss, "/api/v1/discrepancies?per_page=500"));
+    let mine = json(r.get(&r.ana, "/api/v1/discrepancies?per_page=500"));
     let total_all = all["total"].as_u64().unwrap();
     let total_mine = mine["total"].as_u64().unwrap();
     assert!(
@@ -68,14 +57,16 @@ fn the_api_keeps_every_operator_inside_their_scope() {
 
     // Outside the scope: 404 by id, absent from filtered lists and exports, no action.
     assert_eq!(
-        get(&r, &r.ana, &format!("/api/v1/discrepancies/{other}")).status(),
+        r.get(&r.ana, &format!("/api/v1/discrepancies/{other}"))
+            .status(),
         404
     );
-    let filtered = json(get(&r, &r.ana, "/api/v1/discrepancies?division=410621"));
+    let filtered = json(r.get(&r.ana, "/api/v1/discrepancies?division=410621"));
     assert_eq!(filtered["total"], 0);
-    let searched = json(get(&r, &r.ana, &format!("/api/v1/discrepancies?q={other}")));
+    let searched = json(r.get(&r.ana, &format!("/api/v1/discrepancies?q={other}")));
     assert_eq!(searched["total"], 0);
-    let csv = get(&r, &r.ana, "/api/v1/discrepancies/export?format=csv")
+    let csv = r
+        .get(&r.ana, "/api/v1/discrepancies/export?format=csv")
         .text()
         .unwrap();
     assert_eq!(
@@ -86,12 +77,12 @@ fn the_api_keeps_every_operator_inside_their_scope() {
     assert!(!csv.contains(&other) && !csv.contains(",410621,"));
     let resp = act(&r, &r.ana, &other, r#"{"action":"resolve","note":"x"}"#);
     assert_eq!(resp.status(), 404);
-    let still = json(get(&r, &r.boss, &format!("/api/v1/discrepancies/{other}")));
+    let still = json(r.get(&r.boss, &format!("/api/v1/discrepancies/{other}")));
     assert_eq!(still["status"], "open", "nothing changed outside the scope");
 
     // Inside: the detail carries records, evidence and history.
     let id = ids_of(&mine)[0].clone();
-    let detail = json(get(&r, &r.ana, &format!("/api/v1/discrepancies/{id}")));
+    let detail = json(r.get(&r.ana, &format!("/api/v1/discrepancies/{id}")));
     assert_eq!(detail["id"], id.as_str());
     assert!(
         !detail["records"].as_array().unwrap().is_empty(),
@@ -101,14 +92,15 @@ fn the_api_keeps_every_operator_inside_their_scope() {
 
     // A viewer reads but may not act; no token or a wrong one is 401.
     assert_eq!(
-        get(&r, &r.vic, &format!("/api/v1/discrepancies/{id}")).status(),
+        r.get(&r.vic, &format!("/api/v1/discrepancies/{id}"))
+            .status(),
         200
     );
     assert_eq!(
         act(&r, &r.vic, &id, r#"{"action":"confirm"}"#).status(),
         403
     );
-    assert_eq!(get(&r, "nonsense", "/api/v1/discrepancies").status(), 401);
+    assert_eq!(r.get("nonsense", "/api/v1/discrepancies").status(), 401);
     let anonymous = client()
         .get(format!("{}/api/v1/discrepancies", r.base))
         .send()
@@ -116,9 +108,9 @@ fn the_api_keeps_every_operator_inside_their_scope() {
     assert_eq!(anonymous.status(), 401);
 
     // The quarantine is for region-wide accounts; the dashboard is scoped.
-    assert_eq!(get(&r, &r.ana, "/api/v1/quarantine").status(), 403);
-    assert!(json(get(&r, &r.boss, "/api/v1/quarantine"))["items"].is_array());
-    let board = json(get(&r, &r.ana, "/api/v1/dashboard?period=2026-10"));
+    assert_eq!(r.get(&r.ana, "/api/v1/quarantine").status(), 403);
+    assert!(json(r.get(&r.boss, "/api/v1/quarantine"))["items"].is_array());
+    let board = json(r.get(&r.ana, "/api/v1/dashboard?period=2026-10"));
     for d in board["by_division"].as_array().unwrap() {
         assert!(d[0].as_str().unwrap().starts_with("410611"), "{board}");
     }
@@ -153,7 +145,7 @@ fn the_api_keeps_every_operator_inside_their_scope() {
 #[test]
 fn actions_keep_their_history_and_need_their_notes() {
     let r = Review::start("800");
-    let mine = json(get(&r, &r.ana, "/api/v1/discrepancies?status=open"));
+    let mine = json(r.get(&r.ana, "/api/v1/discrepancies?status=open"));
     let id = ids_of(&mine)[0].clone();
 
     assert_eq!(
@@ -179,7 +171,7 @@ fn actions_keep_their_history_and_need_their_notes() {
         r#"{"action":"assign","assignee":"ana"}"#,
     ));
     assert_eq!(assigned["status"], "open");
-    let by_ana = json(get(&r, &r.ana, "/api/v1/discrepancies?assignee=ana"));
+    let by_ana = json(r.get(&r.ana, "/api/v1/discrepancies?assignee=ana"));
     assert_eq!(ids_of(&by_ana), vec![id.clone()]);
     json(act(&r, &r.ana, &id, r#"{"action":"confirm"}"#));
     let done = json(act(
@@ -189,8 +181,7 @@ fn actions_keep_their_history_and_need_their_notes() {
         r#"{"action":"resolve","note":"registry corrected"}"#,
     ));
     assert_eq!(done["status"], "resolved");
-    let open = json(get(
-        &r,
+    let open = json(r.get(
         &r.ana,
         "/api/v1/discrepancies?status=unresolved&per_page=500",
     ));
@@ -206,7 +197,7 @@ fn actions_keep_their_history_and_need_their_notes() {
         r#"{"action":"dismiss","note":"duplicate certificate"}"#,
     ));
 
-    let detail = json(get(&r, &r.ana, &format!("/api/v1/discrepancies/{id}")));
+    let detail = json(r.get(&r.ana, &format!("/api/v1/discrepancies/{id}")));
     let trail: Vec<(String, String, String)> = detail["history"]
         .as_array()
         .unwrap()
@@ -417,7 +408,7 @@ fn pages_need_a_session_forms_need_their_csrf_and_logins_are_limited() {
 fn an_edited_audit_row_makes_verify_fail_and_name_it() {
     let r = Review::start("600");
     for _ in 0..3 {
-        json(get(&r, &r.ana, "/api/v1/discrepancies"));
+        json(r.get(&r.ana, "/api/v1/discrepancies"));
     }
     let intact = ok(&vitalhub(r.dir.path(), &["audit", "verify"]));
     assert!(intact.contains("intact"), "{intact}");

@@ -207,7 +207,7 @@ impl Store {
         )?;
         // Opening an up-to-date database must not take the write lock: readers (a status
         // check, a test polling) would queue behind every writer.
-        if self.schema_version_or_zero()? == MIGRATIONS.len() {
+        if self.schema_version()? == MIGRATIONS.len() {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
@@ -249,11 +249,8 @@ impl Store {
         tx.commit()
     }
 
+    /// The newest migration applied; 0 for a new database.
     pub fn schema_version(&self) -> Result<usize> {
-        self.schema_version_or_zero()
-    }
-
-    fn schema_version_or_zero(&self) -> Result<usize> {
         let v: i64 = self
             .conn
             .query_one(

@@ -560,7 +560,7 @@ mod tests {
     }
 
     #[test]
-    fn migrations_get_postgres_types_and_keep_names_and_comments() {
+    fn migrations_get_postgres_types_and_keep_lower_case_names() {
         let sql = "-- an integer id\nCREATE TABLE t (\n    id INTEGER PRIMARY KEY,\n    n INTEGER NOT NULL,\n    score   REAL NOT NULL,\n    body BLOB,\n    integer_note TEXT -- 签名 REAL\n);";
         assert_eq!(
             postgres_dialect(sql),

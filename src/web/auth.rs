@@ -26,6 +26,11 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// An argon2 hash of a password nobody knows: an unknown user name is checked against it, so
+/// a failed login takes as long whether or not the name exists.
+pub const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0bJ1fkKXj0xA1dDp3zKbGv5Wn8h6B1u8sVQ0mD0uZxE";
+
 /// A random 256-bit token, hex.
 pub fn new_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
@@ -101,6 +106,9 @@ mod tests {
         assert!(verify_password("correct horse", &a));
         assert!(!verify_password("correct horsf", &a));
         assert!(!verify_password("correct horse", "not a hash"));
+        // The dummy must be a real hash, or unknown names would fail fast and stand out.
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+        assert!(!verify_password("", DUMMY_HASH));
     }
 
     #[test]

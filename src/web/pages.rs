@@ -210,7 +210,7 @@ pub async fn login(
     let stored = user
         .as_ref()
         .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.to_owned());
+        .unwrap_or_else(|| auth::DUMMY_HASH.to_owned());
     let password = form.password.clone();
     let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &stored))
         .await
@@ -245,10 +245,6 @@ pub async fn login(
     ));
     Ok((jar, Redirect::to("/dashboard")).into_response())
 }
-
-/// An argon2 hash of a random password nobody knows.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0bJ1fkKXj0xA1dDp3zKbGv5Wn8h6B1u8sVQ0mD0uZxE";
 
 #[derive(Deserialize)]
 pub struct CsrfForm {

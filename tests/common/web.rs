@@ -92,11 +92,7 @@ impl Review {
 
     /// GETs an API path with a token and parses the JSON answer (which must be a success).
     pub fn api(&self, token: &str, path: &str) -> serde_json::Value {
-        let resp = self.get(token, path);
-        let status = resp.status();
-        let text = resp.text().unwrap();
-        assert!(status.is_success(), "{path}: {status}: {text}");
-        serde_json::from_str(&text).unwrap()
+        json(self.get(token, path))
     }
 
     pub fn get(&self, token: &str, path: &str) -> reqwest::blocking::Response {
@@ -120,4 +116,12 @@ pub fn client() -> reqwest::blocking::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// The JSON of an answer that must be a success.
+pub fn json(resp: reqwest::blocking::Response) -> serde_json::Value {
+    let (status, url) = (resp.status(), resp.url().to_string());
+    let text = resp.text().unwrap();
+    assert!(status.is_success(), "{url}: {status}: {text}");
+    serde_json::from_str(&text).unwrap()
 }
