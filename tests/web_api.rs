@@ -386,6 +386,27 @@ fn pages_need_a_session_forms_need_their_csrf_and_logins_are_limited() {
     assert_eq!(add.status(), 303);
     assert!(login(&r, "zhao", "another long secret").is_ok());
 
+    // An admin of one district sees and manages that district's operators only.
+    common::web::add_user(r.dir.path(), "li", "admin", "410611");
+    let li = login(&r, "li", PASSWORD).unwrap();
+    let li_page = page(&r, &li, "/admin/users").text().unwrap();
+    assert!(
+        li_page.contains(">ana<") && !li_page.contains(">boss<"),
+        "{li_page}"
+    );
+    let disable_boss = client()
+        .post(format!("{}/admin/users", r.base))
+        .header("cookie", format!("vh_session={li}"))
+        .form(&[
+            ("csrf", field(&li_page, "csrf").as_str()),
+            ("action", "disable"),
+            ("name", "boss"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(disable_boss.status(), 404);
+    assert!(login(&r, "boss", PASSWORD).is_ok(), "boss is still enabled");
+
     // Five wrong passwords, then even the right one waits (per name and per address).
     for _ in 0..5 {
         assert_eq!(login(&r, "vic", "wrong password!"), Err(401));

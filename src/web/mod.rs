@@ -182,6 +182,19 @@ impl Operator {
         }
     }
 
+    fn must_be_admin(&self) -> Result<(), WebError> {
+        if self.user.role == crate::store::Role::Admin {
+            Ok(())
+        } else {
+            Err(WebError::Forbidden("operators are managed by admins"))
+        }
+    }
+
+    /// Whether another operator's scope lies within this one's (an admin manages only those).
+    fn oversees(&self, other: &User) -> bool {
+        other.scope.starts_with(&self.scope.0)
+    }
+
     fn may_act(&self) -> Result<(), WebError> {
         if self.user.role.may_act() {
             Ok(())

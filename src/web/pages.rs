@@ -354,7 +354,7 @@ pub async fn list(
         let assignees: Vec<String> = store
             .users()?
             .into_iter()
-            .filter(|u| !u.disabled && u.role.may_act() && u.scope.starts_with(&who.scope.0))
+            .filter(|u| !u.disabled && u.role.may_act() && who.oversees(u))
             .map(|u| u.name)
             .collect();
         // Lists show record keys (identity numbers): the view is audited with its filter.
@@ -688,10 +688,13 @@ pub async fn quarantine(State(state): State<Shared>, jar: CookieJar) -> Result<R
 
 pub async fn users(State(state): State<Shared>, jar: CookieJar) -> Result<Response, WebError> {
     let (who, csrf) = logged_in!(state, jar);
-    if who.user.role != crate::store::Role::Admin {
-        return Err(WebError::Forbidden("operators are managed by admins"));
-    }
-    let users = state.store().users()?;
+    who.must_be_admin()?;
+    let users: Vec<_> = state
+        .store()
+        .users()?
+        .into_iter()
+        .filter(|u| who.oversees(u))
+        .collect();
     let ctx = page_context(&jar, &who, &csrf, "users", json!({ "users": users }));
     render(&state, "users.html", ctx)
 }
@@ -717,9 +720,7 @@ pub async fn manage_user(
 ) -> Result<Response, WebError> {
     let (who, csrf) = logged_in!(state, jar);
     check_csrf(&csrf, &form.csrf)?;
-    if who.user.role != crate::store::Role::Admin {
-        return Err(WebError::Forbidden("operators are managed by admins"));
-    }
+    who.must_be_admin()?;
     let name = form.name.trim();
     match form.action.as_str() {
         "add" => {
@@ -762,6 +763,10 @@ pub async fn manage_user(
                 return Err(WebError::BadRequest("not your own account".into()));
             }
             let mut store = state.store();
+            // Someone outside the admin's scope is as unknown to them as a missing name.
+            if !store.user(name)?.is_some_and(|u| who.oversees(&u)) {
+                return Err(WebError::NotFound);
+            }
             store.set_disabled(name, form.action == "disable")?;
             store.audit(
                 &who.user.name,
