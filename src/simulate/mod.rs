@@ -66,10 +66,6 @@ pub fn simulate(params: &SimulateParams, out: &Path) -> anyhow::Result<Simulatio
         params.period,
         params.corrupt,
     );
-    for _ in 0..params.families {
-        generator.family();
-    }
-    let world = generator.world;
     let p = params.period;
     let files = vec![
         out.join("registry.csv"),
@@ -81,7 +77,15 @@ pub fn simulate(params: &SimulateParams, out: &Path) -> anyhow::Result<Simulatio
         out.join(format!("migrants-{}.json.sig", p.compact())),
         out.join(format!("partner-{}.pub", world::PARTNER)),
     ];
-    write::registry_csv(&world, &files[0])?;
+    let mut registry = write::RegistryCsv::create(&files[0])?;
+    for _ in 0..params.families {
+        generator.family();
+        for person in generator.take_registry() {
+            registry.person(&person)?;
+        }
+    }
+    let persons = registry.finish()?;
+    let world = generator.world;
     write::births_xml(&world, p, &files[1])?;
     write::hukou_xlsx(&world, p, &files[2])?;
     write::marriages_xml(&world, p, &files[3])?;
@@ -100,7 +104,7 @@ pub fn simulate(params: &SimulateParams, out: &Path) -> anyhow::Result<Simulatio
     )?;
     Ok(Simulation {
         files,
-        persons: world.registry.len(),
+        persons,
         truth: world.truth.len(),
         period: p,
     })

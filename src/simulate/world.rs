@@ -1,6 +1,6 @@
 //! The simulated world: a registry and one month of agency records, with the truth.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use chrono::{Datelike, Duration, NaiveDate};
 use rand::seq::IndexedRandom;
@@ -100,6 +100,9 @@ pub struct Truth {
     pub key: String,
 }
 
+/// The month's agency records and the truth, which grow with the month; registry persons are
+/// handed out family by family ([`Generator::take_registry`]) so that a province-sized registry
+/// streams to disk instead of living in memory.
 #[derive(Default)]
 pub struct World {
     pub registry: Vec<SimPerson>,
@@ -115,7 +118,9 @@ pub struct Generator {
     names: Names,
     period: Period,
     corrupt: bool,
-    ids: HashSet<String>,
+    /// Identity numbers handed out per (division, birth day, sex): the next free sequence, so
+    /// numbers stay unique without remembering every number (a province has ten million).
+    sequences: HashMap<(u32, i32, u8), u16>,
     next_person: u64,
     next_cert: u64,
     next_reg: u64,
@@ -133,7 +138,7 @@ impl Generator {
             names: Names::new(),
             period,
             corrupt,
-            ids: HashSet::new(),
+            sequences: HashMap::new(),
             next_person: 0,
             next_cert: 410_100_000,
             next_reg: 0,
@@ -164,17 +169,26 @@ impl Generator {
     }
 
     /// A fresh, valid identity number: division, birth date, sequence with the sex's parity.
+    /// Sequences advance by a random step, so numbers look scattered yet never repeat: at
+    /// province scale about 50 persons share a division, day and sex, far below the 500
+    /// sequences there are.
     pub fn new_id(&mut self, division: &str, birth: NaiveDate, sex: u8) -> String {
-        loop {
-            let mut seq: u32 = self.rng.random_range(0..500) * 2;
-            if sex == 1 {
-                seq += 1;
-            }
-            let id = id_with_check(&format!("{division}{}{seq:03}", birth.format("%Y%m%d")));
-            if self.ids.insert(id.clone()) {
-                return id;
-            }
-        }
+        let key = (
+            division.parse().unwrap_or(0),
+            birth.num_days_from_ce(),
+            sex,
+        );
+        let step = self.rng.random_range(1..=3);
+        let next = self.sequences.entry(key).or_insert(0);
+        let index = *next % 500;
+        *next += step;
+        let seq = u32::from(index) * 2 + u32::from(sex == 1);
+        id_with_check(&format!("{division}{}{seq:03}", birth.format("%Y%m%d")))
+    }
+
+    /// The registry persons generated since the last call, in the order they were made.
+    pub fn take_registry(&mut self) -> Vec<SimPerson> {
+        std::mem::take(&mut self.world.registry)
     }
 
     fn person_key(&mut self) -> String {
@@ -460,7 +474,8 @@ impl Generator {
                 child.id = None;
             }
             if self.corrupt {
-                self.corrupt_birth(&mut health, &child, in_registry);
+                let conflicted = (12..16).contains(&scenario) && n == 0;
+                self.corrupt_birth(&mut health, &child, in_registry, conflicted);
             }
             if !health.cert.is_empty() {
                 self.world.births.push(health);
@@ -494,7 +509,13 @@ impl Generator {
 
     /// Typos real feeds carry: a mistyped digit in the mother's number, a homophone in the
     /// child's name, an empty child name.
-    fn corrupt_birth(&mut self, health: &mut HealthRow, child: &SimPerson, in_registry: bool) {
+    fn corrupt_birth(
+        &mut self,
+        health: &mut HealthRow,
+        child: &SimPerson,
+        in_registry: bool,
+        conflicted: bool,
+    ) {
         if health.cert.is_empty() {
             return;
         }
@@ -516,12 +537,7 @@ impl Generator {
         {
             if let Some(t) = self.names.homophone_typo(&mut self.rng, &health.child_name) {
                 health.child_name = t;
-                let already = self
-                    .world
-                    .truth
-                    .iter()
-                    .any(|t| t.kind == "birth_conflict" && t.key == health.cert);
-                if !already {
+                if !conflicted {
                     self.truth("birth_conflict", "health.births", health.cert.clone());
                 }
             }

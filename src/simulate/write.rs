@@ -5,16 +5,27 @@ use std::path::Path;
 
 use quick_xml::escape::escape;
 
-use super::world::{HealthRow, MarriageRow, World, PARTNER};
+use super::world::{HealthRow, MarriageRow, SimPerson, World, PARTNER};
 use crate::model::{Period, REGISTRY_COLUMNS};
 
-pub fn registry_csv(world: &World, path: &Path) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_path(path)?;
-    w.write_record(REGISTRY_COLUMNS)?;
-    for p in &world.registry {
+/// The registry CSV, written person by person as the generator makes them.
+pub struct RegistryCsv {
+    out: csv::Writer<std::io::BufWriter<std::fs::File>>,
+    pub persons: usize,
+}
+
+impl RegistryCsv {
+    pub fn create(path: &Path) -> anyhow::Result<RegistryCsv> {
+        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+        let mut out = csv::Writer::from_writer(file);
+        out.write_record(REGISTRY_COLUMNS)?;
+        Ok(RegistryCsv { out, persons: 0 })
+    }
+
+    pub fn person(&mut self, p: &SimPerson) -> anyhow::Result<()> {
         let birth = p.birth.to_string();
         let sex = p.sex.to_string();
-        w.write_record([
+        self.out.write_record([
             p.key.as_str(),
             p.id.as_deref().unwrap_or(""),
             &p.name,
@@ -29,9 +40,14 @@ pub fn registry_csv(world: &World, path: &Path) -> anyhow::Result<()> {
             p.status,
             "2026-01-01T00:00:00+08:00",
         ])?;
+        self.persons += 1;
+        Ok(())
     }
-    w.flush()?;
-    Ok(())
+
+    pub fn finish(mut self) -> anyhow::Result<usize> {
+        self.out.flush()?;
+        Ok(self.persons)
+    }
 }
 
 pub fn births_xml(world: &World, period: Period, path: &Path) -> anyhow::Result<()> {
