@@ -18,3 +18,4 @@ pub mod report;
 pub mod simulate;
 pub mod store;
 pub mod web;
+pub mod worker;

@@ -63,6 +63,34 @@ enum Command {
         /// Train the births linkage model again instead of reusing the saved one
         #[arg(long)]
         retrain: bool,
+        /// County by county: bounded memory for a province (see docs/scaling.md)
+        #[arg(long)]
+        partitioned: bool,
+        /// County by county, done by `vitalhub worker` processes taking the jobs from the
+        /// RabbitMQ work queue (implies --partitioned)
+        #[arg(long)]
+        workers: bool,
+        /// The broker for --workers [default: the [exchange.amqp] URL of the config]
+        #[arg(long)]
+        amqp: Option<String>,
+        /// With --workers: give up when the workers have not finished within this many seconds
+        #[arg(long, default_value_t = 3600)]
+        wait_s: u64,
+    },
+    /// Take partition jobs of partitioned reconciliations from the RabbitMQ work queue
+    Worker {
+        /// The broker [default: the [exchange.amqp] URL of the config]
+        #[arg(long)]
+        amqp: Option<String>,
+        /// Exit after this many seconds without a job [default: wait for jobs forever]
+        #[arg(long)]
+        idle_exit_s: Option<u64>,
+        /// Wait this long after taking each job before doing it (tests of redelivery)
+        #[arg(long, default_value_t = 0)]
+        hold_ms: u64,
+        /// The name results are stored under [default: host:pid]
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Write the open discrepancies of a period
     Report {
@@ -297,15 +325,29 @@ pub fn main() -> Result<std::process::ExitCode> {
             period,
             as_of,
             retrain,
+            partitioned,
+            workers,
+            amqp,
+            wait_s,
         } => {
             let mut store = open()?;
             let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
             let started = std::time::Instant::now();
-            let summary = crate::reconcile::run(
-                &mut store,
-                &crate::reconcile::Params::from_config(&config, period, as_of),
-                retrain,
-            )?;
+            let params = crate::reconcile::Params::from_config(&config, period, as_of);
+            let summary = if workers {
+                let url = amqp_url(&config, amqp)?;
+                server_runtime()?.block_on(crate::worker::dispatch(
+                    &mut store,
+                    &url,
+                    &params,
+                    retrain,
+                    std::time::Duration::from_secs(wait_s),
+                ))?
+            } else if partitioned {
+                crate::reconcile::partition::run_partitioned(&mut store, &params, retrain)?
+            } else {
+                crate::reconcile::run(&mut store, &params, retrain)?
+            };
             println!(
                 "reconciled {} as of {} in {:.3} s",
                 summary.period,
@@ -409,6 +451,26 @@ pub fn main() -> Result<std::process::ExitCode> {
         Command::Pull { source, month } => return ops::pull(&config, &mut open()?, &source, month),
         Command::RunJob { name } => return ops::run_job(&config, &mut open()?, &name),
         Command::Jobs { name, limit } => ops::jobs(&open()?, name.as_deref(), limit)?,
+        Command::Worker {
+            amqp,
+            idle_exit_s,
+            hold_ms,
+            name,
+        } => {
+            let url = amqp_url(&config, amqp)?;
+            let options = crate::worker::WorkerOptions {
+                name: name.unwrap_or_else(|| {
+                    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                    format!("{}:{}", host.trim(), std::process::id())
+                }),
+                idle_exit: idle_exit_s.map(std::time::Duration::from_secs),
+                hold: std::time::Duration::from_millis(hold_ms),
+                grace_days: config.reconcile.grace_days,
+                region_prefix: config.region.prefix().to_owned(),
+            };
+            let stored = server_runtime()?.block_on(crate::worker::work(&db, &url, &options))?;
+            println!("worker {}: {stored} partition job(s) stored", options.name);
+        }
         Command::Serve { listen } => return operators::serve(&config, open()?, listen),
         Command::User { action } => return operators::user(&mut open()?, action),
         Command::Audit { action } => return operators::audit(&open()?, action),
@@ -653,6 +715,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// A runtime with a worker per core, for serving: one slow page never holds up the others.
+/// The broker URL: given on the command line, else the config's `[exchange.amqp]`.
+fn amqp_url(config: &Config, given: Option<String>) -> Result<String> {
+    match (given, &config.amqp) {
+        (Some(url), _) => Ok(url),
+        (None, Some(settings)) => Ok(settings.url()?),
+        (None, None) => anyhow::bail!("no broker: give --amqp or configure [exchange.amqp]"),
+    }
+}
+
 fn server_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

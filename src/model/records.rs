@@ -341,6 +341,35 @@ impl Record {
         matches!(self, Record::Birth(b) if b.status == CertStatus::Void)
     }
 
+    /// The county a record belongs to, which partitions reconciliation: where a registry
+    /// person's household is registered, where a birth's mother lives (else where the child
+    /// was born), the household or marriage office, a migrant's household (else residence).
+    /// Empty when the record names none.
+    pub fn division(&self) -> &str {
+        let d = match self {
+            Record::Person(p) => p.hukou_division.as_ref().or(p.residence_division.as_ref()),
+            Record::Birth(b) => b.mother_division.as_ref().or(b.birth_division.as_ref()),
+            Record::Hukou(h) => h.hukou_division.as_ref(),
+            Record::Marriage(m) => m.office.as_ref(),
+            Record::Migrant(m) => m.hukou_division.as_ref().or(m.residence_division.as_ref()),
+        };
+        d.map(Division::as_str).unwrap_or("")
+    }
+
+    /// A registry person's own and mother's identity numbers, which other counties' records
+    /// find them by; `None` for other feeds and numbers that fail their checks.
+    pub fn registry_ids(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Record::Person(p) => {
+                fn valid(id: &Option<IdNumber>) -> Option<&str> {
+                    id.as_ref().filter(|i| i.is_valid()).map(IdNumber::as_str)
+                }
+                (valid(&p.id_number), valid(&p.mother_id_number))
+            }
+            _ => (None, None),
+        }
+    }
+
     /// The date that places the record in a reporting period.
     pub fn period_date(&self) -> Option<NaiveDate> {
         match self {

@@ -5,6 +5,7 @@
 
 mod births;
 mod events;
+pub mod partition;
 mod registry;
 
 use std::collections::BTreeMap;

@@ -173,11 +173,7 @@ impl Generator {
     /// province scale about 50 persons share a division, day and sex, far below the 500
     /// sequences there are.
     pub fn new_id(&mut self, division: &str, birth: NaiveDate, sex: u8) -> String {
-        let key = (
-            division.parse().unwrap_or(0),
-            birth.num_days_from_ce(),
-            sex,
-        );
+        let key = (division.parse().unwrap_or(0), birth.num_days_from_ce(), sex);
         let step = self.rng.random_range(1..=3);
         let next = self.sequences.entry(key).or_insert(0);
         let index = *next % 500;

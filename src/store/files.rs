@@ -246,6 +246,7 @@ pub(super) fn upsert_record(
     let outcome = decide(existing.as_ref(), &hash, version);
     if outcome.changed() {
         let period = record.period_date().map(|d| d.to_string());
+        let (id_number, mother_id) = record.registry_ids();
         conn.execute(
             &upsert_sql(1),
             args![
@@ -258,7 +259,10 @@ pub(super) fn upsert_record(
                 data,
                 file_id,
                 location,
-                now()
+                now(),
+                record.division(),
+                id_number,
+                mother_id
             ],
         )?;
     }
@@ -281,20 +285,26 @@ fn decide(
     }
 }
 
-/// An upsert of `rows` records (ten values each).
+/// Values per record in [`upsert_sql`].
+const COLUMNS: usize = 13;
+
+/// An upsert of `rows` records ([`COLUMNS`] values each).
 fn upsert_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
-            let p: Vec<String> = (1..=10).map(|c| format!("?{}", r * 10 + c)).collect();
+            let p: Vec<String> = (1..=COLUMNS)
+                .map(|c| format!("?{}", r * COLUMNS + c))
+                .collect();
             format!("({})", p.join(", "))
         })
         .collect();
     format!(
-        "INSERT INTO records (feed, record_key, period_date, version, retired, content_hash, data, file_id, location, changed_at)
+        "INSERT INTO records (feed, record_key, period_date, version, retired, content_hash, data, file_id, location, changed_at, division, id_number, mother_id)
          VALUES {}
          ON CONFLICT (feed, record_key) DO UPDATE SET period_date = excluded.period_date, version = excluded.version,
            retired = excluded.retired, content_hash = excluded.content_hash, data = excluded.data,
-           file_id = excluded.file_id, location = excluded.location, changed_at = excluded.changed_at",
+           file_id = excluded.file_id, location = excluded.location, changed_at = excluded.changed_at,
+           division = excluded.division, id_number = excluded.id_number, mother_id = excluded.mother_id",
         values.join(", ")
     )
 }
@@ -314,6 +324,9 @@ fn upsert_batch(conn: &Conn, batch: &[(Record, String)], file_id: i64) -> Result
         hash: String,
         data: String,
         location: String,
+        division: String,
+        id_number: Option<String>,
+        mother_id: Option<String>,
     }
     let mut stored: std::collections::HashMap<(&'static str, String), (String, Option<String>)> =
         std::collections::HashMap::new();
@@ -355,7 +368,11 @@ fn upsert_batch(conn: &Conn, batch: &[(Record, String)], file_id: i64) -> Result
         }
         changed += 1;
         stored.insert(id.clone(), (hash.clone(), version.clone()));
+        let (id_number, mother_id) = record.registry_ids();
         let row = Row {
+            division: record.division().to_owned(),
+            id_number: id_number.map(str::to_owned),
+            mother_id: mother_id.map(str::to_owned),
             feed,
             key,
             period: record.period_date().map(|d| d.to_string()),
@@ -375,7 +392,7 @@ fn upsert_batch(conn: &Conn, batch: &[(Record, String)], file_id: i64) -> Result
     }
     if !rows.is_empty() {
         let at = now();
-        let mut params = Vec::with_capacity(rows.len() * 10);
+        let mut params = Vec::with_capacity(rows.len() * COLUMNS);
         for r in &rows {
             params.extend([
                 super::sql::Param::Text(r.feed),
@@ -392,11 +409,37 @@ fn upsert_batch(conn: &Conn, batch: &[(Record, String)], file_id: i64) -> Result
                 super::sql::Param::Int(file_id),
                 super::sql::Param::Text(&r.location),
                 super::sql::Param::Text(&at),
+                super::sql::Param::Text(&r.division),
+                r.id_number
+                    .as_deref()
+                    .map_or(super::sql::Param::Null, super::sql::Param::Text),
+                r.mother_id
+                    .as_deref()
+                    .map_or(super::sql::Param::Null, super::sql::Param::Text),
             ]);
         }
         conn.execute(&upsert_sql(rows.len()), &params)?;
     }
     Ok((changed, unchanged))
+}
+
+/// Fills the partition columns of records stored before they existed.
+pub(super) fn fill_partition_columns(tx: &Tx) -> Result<()> {
+    for row in tx.query("SELECT feed, record_key, data FROM records", &[])? {
+        let (feed, key, data): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let record: Record =
+            serde_json::from_str(&data).map_err(|source| super::StoreError::Corrupt {
+                feed: feed.clone(),
+                key: key.clone(),
+                source,
+            })?;
+        let (id_number, mother_id) = record.registry_ids();
+        tx.execute(
+            "UPDATE records SET division = ?3, id_number = ?4, mother_id = ?5 WHERE feed = ?1 AND record_key = ?2",
+            args![feed, key, record.division(), id_number, mother_id],
+        )?;
+    }
+    Ok(())
 }
 
 /// Compares source timestamps as instants when both are RFC 3339, else as text.

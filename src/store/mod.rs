@@ -11,6 +11,7 @@ mod exchange;
 mod files;
 mod jobs;
 mod operators;
+mod partitions;
 mod quarantine;
 mod review;
 pub(crate) mod sql;
@@ -28,6 +29,7 @@ pub use exchange::{ExchangeCounts, InboxEntry, OutboxEntry};
 pub use files::{FileWriter, LandedFile, UpsertOutcome};
 pub use jobs::{JobOutcome, JobRun, PullState};
 pub use operators::{Role, User};
+pub use partitions::{PartitionResultRow, PartitionRun, RegistryId};
 pub use quarantine::{QuarantineEntry, QuarantineStatus};
 pub use review::{Dashboard, ListQuery, ListRow, ReviewItem, Scope};
 
@@ -54,7 +56,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "operators_and_audit",
         include_str!("migrations/0006_operators_and_audit.sql"),
     ),
+    ("partitions", include_str!("migrations/0007_partitions.sql")),
 ];
+
+/// The migration whose new columns are filled from the stored records (see
+/// [`files::fill_partition_columns`]).
+const PARTITIONS_MIGRATION: usize = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -189,6 +196,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A province's registry has five indexes of ten million entries each; with SQLite's
+        // 2 MB default every insert into them reads pages back from the file. Pages are
+        // allocated only as used, so a small database stays small in memory.
+        conn.pragma_update(None, "cache_size", -524_288)?;
         let mut store = Store {
             conn: Conn::Sqlite(conn),
         };
@@ -241,6 +252,9 @@ impl Store {
                 name,
                 source: Box::new(source),
             })?;
+            if version == PARTITIONS_MIGRATION {
+                files::fill_partition_columns(&tx)?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
                 args![version, name, now()],

@@ -87,64 +87,10 @@ impl Consumer {
             endpoint: endpoint.clone(),
             source,
         };
-        let t = &self.topology;
         let conn = connect(&self.url).await?;
         let channel = conn.create_channel().await.map_err(broker)?;
-        let durable_exchange = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        let durable_queue = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        for exchange in [&t.exchange, &t.dead_letter_exchange] {
-            channel
-                .exchange_declare(
-                    ShortString::from(exchange.as_str()),
-                    ExchangeKind::Direct,
-                    durable_exchange,
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(broker)?;
-        }
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            ShortString::from("x-dead-letter-exchange"),
-            AMQPValue::LongString(t.dead_letter_exchange.as_str().into()),
-        );
-        channel
-            .queue_declare(
-                ShortString::from(t.queue.as_str()),
-                durable_queue,
-                arguments,
-            )
-            .await
-            .map_err(broker)?;
-        channel
-            .queue_declare(
-                ShortString::from(t.dead_letter_queue.as_str()),
-                durable_queue,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(broker)?;
-        for (queue, exchange) in [
-            (&t.queue, &t.exchange),
-            (&t.dead_letter_queue, &t.dead_letter_exchange),
-        ] {
-            channel
-                .queue_bind(
-                    ShortString::from(queue.as_str()),
-                    ShortString::from(exchange.as_str()),
-                    ShortString::from(t.routing_key.as_str()),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(broker)?;
-        }
+        declare(&channel, &self.topology, &endpoint).await?;
+        let t = &self.topology;
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
@@ -220,6 +166,91 @@ impl Consumer {
             }
         }
     }
+}
+
+/// Declares the exchanges, queues and bindings of `t` (idempotent).
+pub(super) async fn declare(
+    channel: &Channel,
+    t: &Topology,
+    endpoint: &str,
+) -> Result<(), AmqpError> {
+    let broker = |source| AmqpError::Broker {
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    let durable_exchange = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let durable_queue = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    for exchange in [&t.exchange, &t.dead_letter_exchange] {
+        channel
+            .exchange_declare(
+                ShortString::from(exchange.as_str()),
+                ExchangeKind::Direct,
+                durable_exchange,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(broker)?;
+    }
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        ShortString::from("x-dead-letter-exchange"),
+        AMQPValue::LongString(t.dead_letter_exchange.as_str().into()),
+    );
+    channel
+        .queue_declare(
+            ShortString::from(t.queue.as_str()),
+            durable_queue,
+            arguments,
+        )
+        .await
+        .map_err(broker)?;
+    channel
+        .queue_declare(
+            ShortString::from(t.dead_letter_queue.as_str()),
+            durable_queue,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(broker)?;
+    for (queue, exchange) in [
+        (&t.queue, &t.exchange),
+        (&t.dead_letter_queue, &t.dead_letter_exchange),
+    ] {
+        channel
+            .queue_bind(
+                ShortString::from(queue.as_str()),
+                ShortString::from(exchange.as_str()),
+                ShortString::from(t.routing_key.as_str()),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(broker)?;
+    }
+    Ok(())
+}
+
+/// Declares `topology` on the broker at `url`, so that messages published to it before any
+/// consumer has started are kept rather than returned unroutable.
+pub async fn declare_topology(url: &str, topology: &Topology) -> Result<(), AmqpError> {
+    let endpoint = redact(url);
+    let conn = connect(url).await?;
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|source| AmqpError::Broker {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
+    declare(&channel, topology, &endpoint).await?;
+    let _ = conn.close(200, "declared".into()).await;
+    Ok(())
 }
 
 fn headers(table: Option<&FieldTable>) -> Vec<(String, String)> {

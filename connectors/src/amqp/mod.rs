@@ -11,7 +11,7 @@ mod consumer;
 mod publisher;
 
 pub use crate::backoff::Backoff;
-pub use consumer::{Consumer, Incoming};
+pub use consumer::{declare_topology, Consumer, Incoming};
 pub use publisher::{Outgoing, PublishError, Publisher};
 
 /// The exchange, queues and routing of one region's inbound batches.

@@ -1,0 +1,229 @@
+//! Reading records one county at a time, finding registry persons by identity number across
+//! counties, and the bookkeeping of partitioned reconciliation runs (whose jobs may be done by
+//! several worker processes on one PostgreSQL database).
+
+use chrono::NaiveDate;
+
+use super::sql::{args, Param};
+use super::{now, Result, Store, StoreError};
+use crate::model::{Feed, Record};
+
+/// Records read per query while streaming a county: bounded memory for the rows in flight.
+const PAGE: i64 = 5_000;
+
+/// Identity numbers per `IN (...)` lookup.
+const LOOKUP: usize = 500;
+
+/// Which stored identity number a registry lookup matches.
+#[derive(Debug, Clone, Copy)]
+pub enum RegistryId {
+    /// The person's own number.
+    Own,
+    /// Their mother's number (finds her children).
+    Mother,
+}
+
+/// One partitioned run as the coordinator created it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionRun {
+    pub run: String,
+    pub period: String,
+    pub as_of: String,
+    pub retrain: bool,
+    pub partitions: Vec<String>,
+    pub merged_at: Option<String>,
+}
+
+/// What a partition job stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionResultRow {
+    pub division: String,
+    pub findings: String,
+    pub worker: String,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+fn decode(feed: &str, key: String, data: &str) -> Result<Record> {
+    serde_json::from_str(data).map_err(|source| StoreError::Corrupt {
+        feed: feed.to_owned(),
+        key,
+        source,
+    })
+}
+
+impl Store {
+    /// The counties records belong to, in order (`""` for records naming none).
+    pub fn divisions(&self) -> Result<Vec<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        for feed in Feed::ALL {
+            for row in self.conn.query(
+                "SELECT DISTINCT division FROM records WHERE feed = ?1",
+                args![feed.name()],
+            )? {
+                out.insert(row.get::<String>(0)?);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Calls `visit` with every current record of `feed` in `division`, in key order, reading
+    /// a page at a time; with `dates`, only records whose period date lies within them.
+    pub fn for_each_in_division(
+        &self,
+        feed: Feed,
+        division: &str,
+        dates: Option<(NaiveDate, NaiveDate)>,
+        mut visit: impl FnMut(Record),
+    ) -> Result<u64> {
+        let (from, to) = match dates {
+            Some((a, b)) => (a.to_string(), b.to_string()),
+            None => (String::new(), "9999".to_owned()),
+        };
+        let mut after = String::new();
+        let mut seen = 0;
+        loop {
+            // Records without a period date only match when no window is asked for.
+            let rows = self.conn.query(
+                "SELECT record_key, data FROM records
+                 WHERE feed = ?1 AND division = ?2 AND record_key > ?3 AND retired = 0
+                   AND COALESCE(period_date, '') >= ?4 AND COALESCE(period_date, '') <= ?5
+                 ORDER BY record_key LIMIT ?6",
+                args![feed.name(), division, after, from, to, PAGE],
+            )?;
+            let Some(last) = rows.last() else {
+                return Ok(seen);
+            };
+            after = last.get(0)?;
+            let full = rows.len() as i64 == PAGE;
+            for row in rows {
+                let key: String = row.get(0)?;
+                let data: String = row.get(1)?;
+                visit(decode(feed.name(), key, &data)?);
+                seen += 1;
+            }
+            if !full {
+                return Ok(seen);
+            }
+        }
+    }
+
+    /// Current registry persons holding (own or as mother's) any of `ids`, in any county.
+    pub fn registry_by_ids(&self, which: RegistryId, ids: &[&str]) -> Result<Vec<Record>> {
+        let column = match which {
+            RegistryId::Own => "id_number",
+            RegistryId::Mother => "mother_id",
+        };
+        let mut out = Vec::new();
+        for chunk in ids.chunks(LOOKUP) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 1)).collect();
+            let params: Vec<Param> = chunk.iter().map(|id| Param::Text(id)).collect();
+            let sql = format!(
+                "SELECT record_key, data FROM records WHERE {column} IN ({}) AND feed = 'registry' AND retired = 0",
+                marks.join(", ")
+            );
+            for row in self.conn.query(&sql, &params)? {
+                out.push(decode("registry", row.get(0)?, &row.get::<String>(1)?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Identity numbers that registry persons of more than one county hold: the only
+    /// duplicates no single county can see.
+    pub fn ids_in_several_divisions(&self) -> Result<Vec<String>> {
+        self.conn
+            .query(
+                "SELECT id_number FROM records WHERE id_number IS NOT NULL AND feed = 'registry' AND retired = 0
+                 GROUP BY id_number HAVING COUNT(DISTINCT division) > 1 ORDER BY id_number",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    pub fn create_partition_run(&mut self, run: &PartitionRun) -> Result<()> {
+        let partitions = serde_json::to_string(&run.partitions).expect("strings serialise");
+        self.conn.execute(
+            "INSERT INTO partition_runs (run, period, as_of, retrain, partitions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            args![run.run, run.period, run.as_of, run.retrain, partitions, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn partition_run(&self, run: &str) -> Result<Option<PartitionRun>> {
+        let Some(row) = self.conn.query_opt(
+            "SELECT run, period, as_of, retrain, partitions, merged_at FROM partition_runs WHERE run = ?1",
+            args![run],
+        )?
+        else {
+            return Ok(None);
+        };
+        let partitions: String = row.get(4)?;
+        Ok(Some(PartitionRun {
+            run: row.get(0)?,
+            period: row.get(1)?,
+            as_of: row.get(2)?,
+            retrain: row.get::<i64>(3)? != 0,
+            partitions: serde_json::from_str(&partitions).map_err(|source| {
+                StoreError::Corrupt {
+                    feed: "partition_runs".into(),
+                    key: run.to_owned(),
+                    source,
+                }
+            })?,
+            merged_at: row.get(5)?,
+        }))
+    }
+
+    /// Stores a partition's result unless one is stored already (a job done twice after a
+    /// redelivery is stored once); returns whether this call stored it.
+    pub fn save_partition_result(
+        &mut self,
+        run: &str,
+        result: &PartitionResultRow,
+    ) -> Result<bool> {
+        let stored = self.conn.execute(
+            "INSERT INTO partition_results (run, division, findings, worker, seconds, finished_at, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (run, division) DO NOTHING",
+            args![
+                run,
+                result.division,
+                result.findings,
+                result.worker,
+                result.seconds,
+                now(),
+                result.error
+            ],
+        )?;
+        Ok(stored > 0)
+    }
+
+    pub fn partition_results(&self, run: &str) -> Result<Vec<PartitionResultRow>> {
+        self.conn
+            .query(
+                "SELECT division, findings, worker, seconds, error FROM partition_results WHERE run = ?1 ORDER BY division",
+                args![run],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(PartitionResultRow {
+                    division: r.get(0)?,
+                    findings: r.get(1)?,
+                    worker: r.get(2)?,
+                    seconds: r.get(3)?,
+                    error: r.get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub fn finish_partition_run(&mut self, run: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE partition_runs SET merged_at = ?2 WHERE run = ?1",
+            args![run, now()],
+        )?;
+        Ok(())
+    }
+}
