@@ -1,3 +1,8 @@
+/// Records are made on the reading thread and freed on the storing one; glibc malloc spent a
+/// quarter of a bulk load on that, mimalloc a small fraction.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     match vitalhub::cli::main() {
         Ok(code) => code,

@@ -112,13 +112,24 @@ pub fn run(store: &mut Store, params: &Params, retrain: bool) -> Result<RunSumma
         (None, Some((_, at))) => format!("reused from {at}"),
         (None, None) => "not needed".to_owned(),
     };
+    save_run(store, params, &found, &started, births_model)
+}
+
+/// Saves a run's discrepancies and records the run; `started` is when it began.
+pub(crate) fn save_run(
+    store: &mut Store,
+    params: &Params,
+    found: &[Discrepancy],
+    started: &str,
+    births_model: String,
+) -> Result<RunSummary, StoreError> {
     let period = params.period.to_string();
-    let saved = store.save_discrepancies(&period, &found)?;
+    let saved = store.save_discrepancies(&period, found)?;
     let mut by_kind: BTreeMap<String, u64> = DiscrepancyKind::ALL
         .iter()
         .map(|k| (k.name().to_owned(), 0))
         .collect();
-    for d in &found {
+    for d in found {
         *by_kind.entry(d.kind.name().to_owned()).or_default() += 1;
     }
     let summary = RunSummary {
@@ -129,7 +140,7 @@ pub fn run(store: &mut Store, params: &Params, retrain: bool) -> Result<RunSumma
         births_model,
     };
     let text = serde_json::to_string(&summary).expect("summaries serialise");
-    store.record_reconcile_run(&period, &params.as_of.to_string(), &started, &text)?;
+    store.record_reconcile_run(&period, &params.as_of.to_string(), started, &text)?;
     Ok(summary)
 }
 

@@ -18,7 +18,7 @@
 //! run the same jobs from a RabbitMQ queue (`crate::worker`). Either way the jobs and the merge
 //! are this code, so the results are the same.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
 use chrono::Duration;
@@ -367,24 +367,8 @@ pub fn finish_run(
         parts.push(part);
     }
     let found = merge(store, params, parts)?;
-    let period = params.period.to_string();
-    let saved = store.save_discrepancies(&period, &found)?;
-    let mut by_kind: BTreeMap<String, u64> = DiscrepancyKind::ALL
-        .iter()
-        .map(|k| (k.name().to_owned(), 0))
-        .collect();
-    for d in &found {
-        *by_kind.entry(d.kind.name().to_owned()).or_default() += 1;
-    }
-    let summary = RunSummary {
-        period: period.clone(),
-        as_of: params.as_of.to_string(),
-        by_kind,
-        saved,
-        births_model: format!("one per county ({} partitions)", run.partitions.len()),
-    };
-    let text = serde_json::to_string(&summary).expect("summaries serialise");
-    store.record_reconcile_run(&period, &params.as_of.to_string(), &started, &text)?;
+    let births_model = format!("one per county ({} partitions)", run.partitions.len());
+    let summary = super::save_run(store, params, &found, &started, births_model)?;
     store.finish_partition_run(&run.run)?;
     Ok(summary)
 }

@@ -253,6 +253,15 @@ impl Conn {
             .ok_or_else(|| StoreError::NotFound(format!("no row from: {sql}")))
     }
 
+    /// PostgreSQL's `COPY target FROM STDIN` with `rows` of text values (`None` is NULL);
+    /// `None` on SQLite, which has no COPY (the caller inserts instead).
+    pub fn copy_in(&self, target: &str, rows: &[Vec<Option<&str>>]) -> Option<Result<u64>> {
+        match self {
+            Conn::Sqlite(_) => None,
+            Conn::Postgres(pg) => Some(pg.copy_in(target, rows)),
+        }
+    }
+
     /// Runs several statements without parameters (migrations).
     pub fn batch(&self, sql: &str) -> Result<()> {
         match self {
@@ -413,6 +422,45 @@ impl Postgres {
         Ok(futures_lite::future::block_on(
             self.client.batch_execute(sql),
         )?)
+    }
+
+    /// `COPY target FROM STDIN` with `rows` of text values (`None` is NULL).
+    fn copy_in(&self, target: &str, rows: &[Vec<Option<&str>>]) -> Result<u64> {
+        use futures_util::SinkExt;
+        let mut data = String::new();
+        for row in rows {
+            for (i, value) in row.iter().enumerate() {
+                if i > 0 {
+                    data.push('\t');
+                }
+                match value {
+                    None => data.push_str("\\N"),
+                    Some(v) => copy_escape(v, &mut data),
+                }
+            }
+            data.push('\n');
+        }
+        let statement = format!("COPY {target} FROM STDIN");
+        futures_lite::future::block_on(async {
+            let sink = self.client.copy_in(&statement).await?;
+            let mut sink = std::pin::pin!(sink);
+            sink.send(bytes::Bytes::from(data)).await?;
+            sink.as_mut().finish().await
+        })
+        .map_err(StoreError::from)
+    }
+}
+
+/// A value in COPY's text format: backslash, tab, newline and carriage return escaped.
+fn copy_escape(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
     }
 }
 

@@ -598,3 +598,172 @@ fn batched_adds_end_as_one_upsert_at_a_time_would() {
         assert!(q1.is_some(), "the location of the version kept");
     });
 }
+
+/// A registry person of `division` with a valid number made from `n` (and a mother's).
+fn person(n: u32, division: &str) -> Record {
+    let id = |seq: u32, birth: &str| {
+        let body = format!("{division}{birth}{:03}", seq % 1000);
+        IdNumber::parse(&format!("{body}{}", check_char(&body)))
+    };
+    Record::Person(Person {
+        person_key: format!("P{n:08}"),
+        id_number: id(n, &format!("2000{:02}{:02}", 1 + n / 1000 % 12, 1 + n % 28)),
+        name: "张伟".into(),
+        sex: Sex::Male,
+        birth_date: chrono::NaiveDate::from_ymd_opt(2000, 1, 1),
+        hukou_division: division.parse().ok(),
+        residence_division: None,
+        marital_status: None,
+        spouse_id_number: None,
+        mother_id_number: id(n, "19750101"),
+        father_id_number: None,
+        status: PersonStatus::Resident,
+        updated_at: None,
+    })
+}
+
+/// Index names and definitions of `records`, as the database reports them.
+fn record_indexes(store: &Store) -> Vec<(String, String)> {
+    let sql = if store.is_postgres() {
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'records' ORDER BY indexname"
+    } else {
+        "SELECT name, COALESCE(sql, '') FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records' ORDER BY name"
+    };
+    store
+        .conn
+        .query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_bulk_first_load_leaves_the_indexes_the_migrations_make() {
+    on_both(|mut store| {
+        let before = record_indexes(&store);
+        assert!(before.iter().any(|(n, _)| n == "records_by_mother_id"));
+        // Large enough for a bulk load: the indexes are dropped and built again at the end.
+        let mut w = store
+            .begin_file("registry.csv", "sha-bulk", 64 << 20, "registry", "m")
+            .unwrap();
+        for n in 0..50 {
+            w.add(person(n, "410611"), &format!("row {n}")).unwrap();
+        }
+        w.finish(50, None).unwrap();
+        assert_eq!(record_indexes(&store), before);
+        let found = store
+            .registry_by_ids(RegistryId::Own, &[person_id(7).as_str()])
+            .unwrap();
+        assert_eq!(found.len(), 1);
+    });
+}
+
+fn person_id(n: u32) -> String {
+    match person(n, "410611") {
+        Record::Person(p) => p.id_number.unwrap().as_str().to_owned(),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn counties_stream_in_pages_and_persons_are_found_by_number_anywhere() {
+    on_both(|mut store| {
+        let mut w = store
+            .begin_file("registry.csv", "sha-r", 10, "registry", "m")
+            .unwrap();
+        // More than a page (5,000) in one county.
+        for n in 0..5_200 {
+            w.add(person(n, "410611"), "row").unwrap();
+        }
+        for n in 0..30 {
+            w.add(person(10_000 + n, "410621"), "row").unwrap();
+        }
+        // The same number as P00000003, held in another county.
+        let mut twin = person(3, "410611");
+        if let Record::Person(p) = &mut twin {
+            p.person_key = "P09999999".into();
+            p.hukou_division = "410621".parse().ok();
+        }
+        w.add(twin, "row").unwrap();
+        w.finish(5_231, None).unwrap();
+
+        assert_eq!(store.divisions().unwrap(), ["410611", "410621"]);
+        let mut keys = Vec::new();
+        let n = store
+            .for_each_in_division(Feed::Registry, "410611", None, |r| keys.push(r.key()))
+            .unwrap();
+        assert_eq!((n, keys.len()), (5_200, 5_200));
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "in key order, no repeats"
+        );
+        let window = Some((
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+        ));
+        assert_eq!(
+            store
+                .for_each_in_division(Feed::Registry, "410621", window, |_| {})
+                .unwrap(),
+            0,
+            "nobody born in 2026"
+        );
+        let id = person_id(3);
+        let held: Vec<String> = store
+            .registry_by_ids(RegistryId::Own, &[id.as_str()])
+            .unwrap()
+            .iter()
+            .map(Record::key)
+            .collect();
+        assert_eq!(held.len(), 2, "{held:?}");
+        assert_eq!(store.ids_in_several_divisions().unwrap(), vec![id.clone()]);
+        let Record::Person(p) = person(3, "410611") else {
+            unreachable!()
+        };
+        let mother = p.mother_id_number.unwrap();
+        let children = store
+            .registry_by_ids(RegistryId::Mother, &[mother.as_str()])
+            .unwrap();
+        assert!(children.iter().any(|c| c.key() == "P00000003"));
+    });
+}
+
+#[test]
+fn records_stored_before_partitions_get_their_county_and_numbers_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // A database as the release before partitions left it, with one registry person.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .unwrap();
+        for (i, (name, sql)) in MIGRATIONS[..PARTITIONS_MIGRATION - 1].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 'then')",
+                rusqlite::params![i as i64 + 1, name],
+            )
+            .unwrap();
+        }
+        let p = person(3, "410621");
+        conn.execute(
+            "INSERT INTO records (feed, record_key, content_hash, data, changed_at) VALUES ('registry', ?1, 'h', ?2, 'then')",
+            rusqlite::params![p.key(), serde_json::to_string(&p).unwrap()],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+    assert_eq!(store.divisions().unwrap(), ["410621"]);
+    let Record::Person(p) = person(3, "410621") else {
+        unreachable!()
+    };
+    let id = p.id_number.unwrap();
+    let found = store
+        .registry_by_ids(RegistryId::Own, &[id.as_str()])
+        .unwrap();
+    assert_eq!(found.len(), 1);
+}

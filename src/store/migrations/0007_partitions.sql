@@ -3,6 +3,8 @@
 ALTER TABLE records ADD COLUMN division TEXT NOT NULL DEFAULT '';
 ALTER TABLE records ADD COLUMN id_number TEXT;
 ALTER TABLE records ADD COLUMN mother_id TEXT;
+-- Nothing ever looked records up by period date; the index only cost every insert.
+DROP INDEX IF EXISTS records_by_period;
 CREATE INDEX records_by_division ON records(feed, division, record_key);
 CREATE INDEX records_by_id_number ON records(id_number) WHERE id_number IS NOT NULL;
 CREATE INDEX records_by_mother_id ON records(mother_id) WHERE mother_id IS NOT NULL;
