@@ -24,6 +24,7 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
             seed: 1,
             period,
             corrupt,
+            counties: crate::simulate::DEFAULT_COUNTIES,
         },
         &feeds,
     )?;

@@ -134,6 +134,10 @@ enum Command {
         /// Add the typos real data has (mistyped ids, homophone names, 15-digit and full-width ids)
         #[arg(long)]
         corrupt: bool,
+        /// Counties the families live in: Hebi's five, then made-up codes (at most 75); a
+        /// province-sized run wants many (a province has about a hundred)
+        #[arg(long, default_value_t = 5)]
+        counties: usize,
     },
     /// Precision and recall of a JSON report against a truth file
     Evaluate {
@@ -401,12 +405,14 @@ pub fn main() -> Result<std::process::ExitCode> {
             seed,
             period,
             corrupt,
+            counties,
         } => {
             let params = crate::simulate::SimulateParams {
                 families,
                 seed,
                 period,
                 corrupt,
+                counties,
             };
             let out = out.context("--out is required")?;
             let sim = crate::simulate::simulate(&params, &out)?;

@@ -1,5 +1,7 @@
 //! Marriages, household moves and deaths, and partner-region migrant records.
 
+use std::collections::HashSet;
+
 use super::{division_text, is_ours, Finding, Findings, Inputs, Params};
 use crate::linkage::ExactLinker;
 use crate::model::*;
@@ -95,6 +97,9 @@ fn unknown_person(
 /// Settings of the search for unknown persons; see config/linkage-persons.toml.
 const PERSON_SETTINGS: &str = include_str!("../../config/linkage-persons.toml");
 
+/// Registry persons beyond block-mates that the search for unknown persons compares with.
+const POPULATION_SAMPLE: usize = 200_000;
+
 /// The best registry person for each probed person: (person, probability, evidence, sure).
 type PersonLink = Option<(usize, f64, serde_json::Value, bool)>;
 
@@ -121,11 +126,34 @@ fn search_persons(probes: &[UnknownProbe], persons: &[Person]) -> Vec<Vec<Person
             index.push((pi, k));
         }
     }
+    // Candidates come only from persons sharing a blocking key (birth date and sex, or name
+    // and sex) with a probe; the model's u-probabilities and name frequencies need the
+    // population, for which an even sample of SAMPLE persons does. A registry smaller than
+    // that is taken whole. Preparing a province county's every person for comparison took
+    // gigabytes.
+    let blocks: HashSet<(&str, &str)> = left
+        .rows
+        .iter()
+        .flat_map(|r| {
+            [
+                (r[3].as_str(), r[4].as_str()),
+                (r[2].as_str(), r[4].as_str()),
+            ]
+        })
+        .collect();
+    let stride = persons.len().div_ceil(POPULATION_SAMPLE).max(1);
     let mut right = Table {
         columns,
-        rows: Vec::with_capacity(persons.len()),
+        rows: Vec::new(),
     };
     for (i, p) in persons.iter().enumerate() {
+        let sex = if p.sex.is_known() { p.sex.code() } else { "" };
+        let birth = p.birth_date.map(|d| d.to_string()).unwrap_or_default();
+        let in_block =
+            blocks.contains(&(birth.as_str(), sex)) || blocks.contains(&(p.name.as_str(), sex));
+        if !in_block && i % stride != 0 {
+            continue;
+        }
         right.rows.push(vec![
             i.to_string(),
             p.id_number

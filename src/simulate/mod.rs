@@ -21,12 +21,17 @@ use crate::model::Period;
 
 pub use world::Truth;
 
+/// Hebi's five counties.
+pub const DEFAULT_COUNTIES: usize = 5;
+
 #[derive(Debug, Clone)]
 pub struct SimulateParams {
     pub families: u64,
     pub seed: u64,
     pub period: Period,
     pub corrupt: bool,
+    /// Counties the families live in: Hebi's five by default, up to 75 for a province.
+    pub counties: usize,
 }
 
 /// What was written where.
@@ -65,6 +70,7 @@ pub fn simulate(params: &SimulateParams, out: &Path) -> anyhow::Result<Simulatio
         ChaCha8Rng::seed_from_u64(params.seed),
         params.period,
         params.corrupt,
+        params.counties,
     );
     let p = params.period;
     let files = vec![

@@ -11,6 +11,22 @@ use super::names::{Names, SURNAMES};
 use crate::model::{check_char, Period};
 
 pub const COUNTIES: &[&str] = &["410602", "410603", "410611", "410621", "410622"];
+
+/// Made-up county codes of the same prefecture beyond Hebi's five, for province-sized runs
+/// (`simulate --counties`): a province has about a hundred counties, and ten million persons
+/// in five would make each county's month of births sixty times denser than any real one.
+static MORE_COUNTIES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| (30..100).map(|n| format!("4106{n}")).collect());
+
+/// The first `n` county codes: Hebi's five, then made-up ones (at most 75 in all).
+pub fn counties(n: usize) -> Vec<&'static str> {
+    COUNTIES
+        .iter()
+        .copied()
+        .chain(MORE_COUNTIES.iter().map(String::as_str))
+        .take(n.max(1))
+        .collect()
+}
 /// A partner region (常州市新北区) that exchanges migrants with us.
 pub const PARTNER: &str = "320411";
 
@@ -115,6 +131,7 @@ pub struct World {
 
 pub struct Generator {
     rng: ChaCha8Rng,
+    counties: Vec<&'static str>,
     names: Names,
     period: Period,
     corrupt: bool,
@@ -132,9 +149,10 @@ fn id_with_check(body: &str) -> String {
 }
 
 impl Generator {
-    pub fn new(rng: ChaCha8Rng, period: Period, corrupt: bool) -> Generator {
+    pub fn new(rng: ChaCha8Rng, period: Period, corrupt: bool, counties: usize) -> Generator {
         Generator {
             rng,
+            counties: self::counties(counties),
             names: Names::new(),
             period,
             corrupt,
@@ -247,7 +265,7 @@ impl Generator {
     /// One family: a married couple, minor children and sometimes an adult child, plus at
     /// most one life event this month and, independently, perhaps a birth.
     pub fn family(&mut self) {
-        let county = *COUNTIES.choose(&mut self.rng).expect("non-empty");
+        let county = *self.counties.choose(&mut self.rng).expect("non-empty");
         let surname = self.surname();
         let year = self.period.first_day().year();
         let mut husband = {
@@ -568,7 +586,7 @@ impl Generator {
         let partner_div = if kind < 25 {
             PARTNER
         } else {
-            *COUNTIES.choose(&mut self.rng).expect("non-empty")
+            *self.counties.choose(&mut self.rng).expect("non-empty")
         };
         let partner_birth = self.date_between(year - 32, year - 22);
         let partner_surname = self.surname();
@@ -778,7 +796,7 @@ impl Generator {
         let birth = self.date_between(year - 45, year - 20);
         let sex = self.rng.random_range(1..=2);
         let surname = self.surname();
-        let county = *COUNTIES.choose(&mut self.rng).expect("non-empty");
+        let county = *self.counties.choose(&mut self.rng).expect("non-empty");
         let mut p = self.make_person(PARTNER, birth, sex, surname, true);
         p.res_div = county.to_owned();
         let row = self.migrant_row(&p, "outflow", county);

@@ -103,9 +103,17 @@ impl Store {
         // inserting ten million random keys into each (SQLite: 20+ min -> minutes for a
         // province's registry). Only when the feed has no records yet: then nobody can be
         // relying on finding them through these indexes meanwhile.
+        // And only when the table holds fewer records than the file likely brings: rebuilding
+        // the indexes of a province's registry for a month's births costs more than it saves.
         let bulk = size >= BULK_BYTES
             && tx
                 .query_opt("SELECT 1 FROM records WHERE feed = ?1 LIMIT 1", args![feed])?
+                .is_none()
+            && tx
+                .query_opt(
+                    "SELECT 1 FROM records LIMIT 1 OFFSET ?1",
+                    args![(size / BYTES_PER_RECORD) as i64],
+                )?
                 .is_none();
         if bulk {
             for (name, _) in SECONDARY_INDEXES {
@@ -149,6 +157,10 @@ pub struct FileWriter<'a> {
 /// Records stored per batch: one lookup and one multi-row upsert each, instead of two round
 /// trips per record (which is what made PostgreSQL slow).
 const BATCH: usize = 400;
+
+/// A generous guess at the bytes one record takes in a source file (registry CSV rows are
+/// about 130), to compare a file with the table it goes into.
+const BYTES_PER_RECORD: u64 = 200;
 
 /// Records per batch of a bulk load on PostgreSQL (new records go by COPY; any updates in
 /// the batch still fit the 65,535 parameters of one statement).
@@ -195,6 +207,11 @@ impl FileWriter<'_> {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Whether this file is a bulk load (indexes built at the end).
+    pub fn is_bulk(&self) -> bool {
+        self.bulk
     }
 
     fn flush(&mut self) -> Result<()> {

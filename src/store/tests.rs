@@ -647,11 +647,18 @@ fn a_bulk_first_load_leaves_the_indexes_the_migrations_make() {
         let mut w = store
             .begin_file("registry.csv", "sha-bulk", 64 << 20, "registry", "m")
             .unwrap();
+        assert!(w.is_bulk());
         for n in 0..50 {
             w.add(person(n, "410611"), &format!("row {n}")).unwrap();
         }
         w.finish(50, None).unwrap();
         assert_eq!(record_indexes(&store), before);
+        // The feed has records now: the next large file takes the ordinary path.
+        let w = store
+            .begin_file("registry.csv", "sha-bulk-2", 64 << 20, "registry", "m")
+            .unwrap();
+        assert!(!w.is_bulk());
+        w.finish(0, None).unwrap();
         let found = store
             .registry_by_ids(RegistryId::Own, &[person_id(7).as_str()])
             .unwrap();
