@@ -47,18 +47,7 @@ fn evaluate_month(
         &["reconcile", "--period", "2026-10", "--as-of", "2026-11-20"],
     ));
     let report = dir.join("report.jsonl");
-    ok(&vitalhub_on(
-        db,
-        &[
-            "report",
-            "--period",
-            "2026-10",
-            "--format",
-            "json",
-            "--output",
-            path(&report),
-        ],
-    ));
+    common::report_json(db, &report);
     let table = ok(&vitalhub_on(
         db,
         &[

@@ -10,25 +10,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::rabbit::Broker;
-use common::{ok, path, postgres_database, simulate, sqlite_in, vitalhub_on};
+use common::{ok, path, postgres_database, report_json, simulate, sqlite_in, vitalhub_on};
 
 const MONTH: [&str; 4] = ["--period", "2026-10", "--as-of", "2026-11-20"];
-
-fn report(db: &str, out: &std::path::Path) -> String {
-    ok(&vitalhub_on(
-        db,
-        &[
-            "report",
-            "--period",
-            "2026-10",
-            "--format",
-            "json",
-            "--output",
-            path(out),
-        ],
-    ));
-    std::fs::read_to_string(out).unwrap()
-}
 
 /// (kind, anchor, registry person, score) of every discrepancy in a JSON-lines report.
 fn findings(report: &str) -> Vec<(String, String, String, String)> {
@@ -79,8 +63,8 @@ fn county_by_county_finds_what_the_whole_region_run_finds() {
         &[&["reconcile", "--partitioned"][..], &MONTH].concat(),
     ));
     assert!(out.contains("partitions"), "{out}");
-    let a = findings(&report(&whole, &dir.path().join("whole.json")));
-    let b = findings(&report(&parts, &dir.path().join("parts.json")));
+    let a = findings(&report_json(&whole, &dir.path().join("whole.json")));
+    let b = findings(&report_json(&parts, &dir.path().join("parts.json")));
     assert!(a.len() > 100, "a month has discrepancies: {}", a.len());
     assert_eq!(b, a, "the same discrepancies county by county");
 }
@@ -159,8 +143,8 @@ fn two_workers_one_killed_mid_job_give_the_single_process_result() {
         "the survivor did every county's job: {seen:?}\n{summary}"
     );
 
-    let a = report(&single, &dir.path().join("single.json"));
-    let b = report(&queued, &dir.path().join("queued.json"));
+    let a = report_json(&single, &dir.path().join("single.json"));
+    let b = report_json(&queued, &dir.path().join("queued.json"));
     assert!(a.lines().count() > 50, "a month has discrepancies: {a}");
     assert_eq!(
         b, a,

@@ -46,6 +46,23 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Writes the JSON-lines report of period 2026-10 to `out` and returns it.
+pub fn report_json(db: &str, out: &Path) -> String {
+    ok(&vitalhub_on(
+        db,
+        &[
+            "report",
+            "--period",
+            "2026-10",
+            "--format",
+            "json",
+            "--output",
+            path(out),
+        ],
+    ));
+    std::fs::read_to_string(out).expect("the report was written")
+}
+
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
