@@ -1,6 +1,6 @@
 //! Raw landing and record upserts.
 
-use super::sql::{args, Conn, Row, Tx};
+use super::sql::{args, Conn, Param, Row, Tx};
 
 use super::{now, sha256_hex, Result, Store};
 use crate::model::Record;
@@ -300,40 +300,17 @@ pub(super) fn upsert_record(
     file_id: Option<i64>,
     location: &str,
 ) -> Result<UpsertOutcome> {
-    let feed = record.feed().name();
-    let key = record.key();
-    let data = serde_json::to_string(record).expect("canonical records always serialise");
-    let hash = sha256_hex(data.as_bytes());
-    let version = record.version();
+    let row = RecordRow::new(record, location);
     let existing: Option<(String, Option<String>)> = conn
         .query_opt(
             "SELECT content_hash, version FROM records WHERE feed = ?1 AND record_key = ?2",
-            args![feed, key],
+            args![row.feed, row.key],
         )?
         .map(|r| Ok::<_, super::StoreError>((r.get(0)?, r.get(1)?)))
         .transpose()?;
-    let outcome = decide(existing.as_ref(), &hash, version);
+    let outcome = decide(existing.as_ref(), &row.hash, row.version.as_deref());
     if outcome.changed() {
-        let period = record.period_date().map(|d| d.to_string());
-        let (id_number, mother_id) = record.registry_ids();
-        conn.execute(
-            &upsert_sql(1),
-            args![
-                feed,
-                key,
-                period,
-                version,
-                record.is_retired(),
-                hash,
-                data,
-                file_id,
-                location,
-                now(),
-                record.division(),
-                id_number,
-                mother_id
-            ],
-        )?;
+        conn.execute(&upsert_sql(1), &row.params(file_id, &now()))?;
     }
     Ok(outcome)
 }
@@ -351,6 +328,61 @@ fn decide(
             UpsertOutcome::Stale
         }
         Some(_) => UpsertOutcome::Updated,
+    }
+}
+
+/// A record as stored: its columns, computed once.
+struct RecordRow {
+    feed: &'static str,
+    key: String,
+    period: Option<String>,
+    version: Option<String>,
+    retired: bool,
+    hash: String,
+    data: String,
+    location: String,
+    division: String,
+    id_number: Option<String>,
+    mother_id: Option<String>,
+}
+
+impl RecordRow {
+    fn new(record: &Record, location: &str) -> RecordRow {
+        let data = serde_json::to_string(record).expect("canonical records always serialise");
+        let (id_number, mother_id) = record.registry_ids();
+        RecordRow {
+            feed: record.feed().name(),
+            key: record.key(),
+            period: record.period_date().map(|d| d.to_string()),
+            version: record.version().map(str::to_owned),
+            retired: record.is_retired(),
+            hash: sha256_hex(data.as_bytes()),
+            data,
+            location: location.to_owned(),
+            division: record.division().to_owned(),
+            id_number: id_number.map(str::to_owned),
+            mother_id: mother_id.map(str::to_owned),
+        }
+    }
+
+    /// Its values in [`INSERT_COLUMNS`] order.
+    fn params<'a>(&'a self, file_id: Option<i64>, at: &'a str) -> Vec<Param<'a>> {
+        let text = |v: &'a Option<String>| v.as_deref().map_or(Param::Null, Param::Text);
+        vec![
+            Param::Text(self.feed),
+            Param::Text(&self.key),
+            text(&self.period),
+            text(&self.version),
+            Param::Int(self.retired.into()),
+            Param::Text(&self.hash),
+            Param::Text(&self.data),
+            file_id.map_or(Param::Null, Param::Int),
+            Param::Text(&self.location),
+            Param::Text(at),
+            Param::Text(&self.division),
+            text(&self.id_number),
+            text(&self.mother_id),
+        ]
     }
 }
 
@@ -394,19 +426,6 @@ fn upsert_batch(
     if batch.is_empty() {
         return Ok((0, 0));
     }
-    struct Row {
-        feed: &'static str,
-        key: String,
-        period: Option<String>,
-        version: Option<String>,
-        retired: bool,
-        hash: String,
-        data: String,
-        location: String,
-        division: String,
-        id_number: Option<String>,
-        mother_id: Option<String>,
-    }
     let mut stored: std::collections::HashMap<(&'static str, String), (String, Option<String>)> =
         std::collections::HashMap::new();
     let mut by_feed: std::collections::BTreeMap<&'static str, Vec<String>> = Default::default();
@@ -418,8 +437,8 @@ fn upsert_batch(
     }
     for (feed, keys) in &by_feed {
         let marks: Vec<String> = (0..keys.len()).map(|i| format!("?{}", i + 2)).collect();
-        let mut params = vec![super::sql::Param::Text(feed)];
-        params.extend(keys.iter().map(|k| super::sql::Param::Text(k)));
+        let mut params = vec![Param::Text(feed)];
+        params.extend(keys.iter().map(|k| Param::Text(k)));
         for r in conn.query(
             &format!(
                 "SELECT record_key, content_hash, version FROM records WHERE feed = ?1 AND record_key IN ({})",
@@ -434,35 +453,17 @@ fn upsert_batch(
         stored.keys().cloned().collect();
     let (mut changed, mut unchanged) = (0, 0);
     // The last change of each key wins, as it would one upsert at a time.
-    let mut rows: Vec<Row> = Vec::new();
+    let mut rows: Vec<RecordRow> = Vec::new();
     let mut row_of: std::collections::HashMap<(&'static str, String), usize> = Default::default();
     for (record, location) in batch {
-        let feed = record.feed().name();
-        let key = record.key();
-        let data = serde_json::to_string(record).expect("canonical records always serialise");
-        let hash = sha256_hex(data.as_bytes());
-        let version = record.version().map(str::to_owned);
-        let id = (feed, key.clone());
-        if !decide(stored.get(&id), &hash, version.as_deref()).changed() {
+        let row = RecordRow::new(record, location);
+        let id = (row.feed, row.key.clone());
+        if !decide(stored.get(&id), &row.hash, row.version.as_deref()).changed() {
             unchanged += 1;
             continue;
         }
         changed += 1;
-        stored.insert(id.clone(), (hash.clone(), version.clone()));
-        let (id_number, mother_id) = record.registry_ids();
-        let row = Row {
-            division: record.division().to_owned(),
-            id_number: id_number.map(str::to_owned),
-            mother_id: mother_id.map(str::to_owned),
-            feed,
-            key,
-            period: record.period_date().map(|d| d.to_string()),
-            version,
-            retired: record.is_retired(),
-            hash,
-            data,
-            location: location.clone(),
-        };
+        stored.insert(id.clone(), (row.hash.clone(), row.version.clone()));
         match row_of.get(&id) {
             Some(&i) => rows[i] = row,
             None => {
@@ -472,35 +473,17 @@ fn upsert_batch(
         }
     }
     let at = now();
-    let (new_rows, rows): (Vec<Row>, Vec<Row>) = rows
+    let (new_rows, rows): (Vec<RecordRow>, Vec<RecordRow>) = rows
         .into_iter()
         .partition(|r| bulk && !in_table.contains(&(r.feed, r.key.clone())));
     if !new_rows.is_empty() {
-        let file = file_id.to_string();
-        let values: Vec<Vec<Option<&str>>> = new_rows
+        let values: Vec<Vec<Param>> = new_rows
             .iter()
-            .map(|r| {
-                vec![
-                    Some(r.feed),
-                    Some(r.key.as_str()),
-                    r.period.as_deref(),
-                    r.version.as_deref(),
-                    Some(if r.retired { "1" } else { "0" }),
-                    Some(r.hash.as_str()),
-                    Some(r.data.as_str()),
-                    Some(file.as_str()),
-                    Some(r.location.as_str()),
-                    Some(at.as_str()),
-                    Some(r.division.as_str()),
-                    r.id_number.as_deref(),
-                    r.mother_id.as_deref(),
-                ]
-            })
+            .map(|r| r.params(Some(file_id), &at))
             .collect();
-        let copied = conn.copy_in(&format!("records ({INSERT_COLUMNS})"), &values);
-        match copied {
-            Some(result) => {
-                result?;
+        match conn.copy_in(&format!("records ({INSERT_COLUMNS})"), &values) {
+            Some(copied) => {
+                copied?;
             }
             // SQLite: one cached single-row INSERT each. A multi-row statement would need a
             // statement journal (a temp file written for every batch: 15% of a bulk load).
@@ -512,43 +495,17 @@ fn upsert_batch(
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                for row in &values {
-                    let params: Vec<super::sql::Param> = row
-                        .iter()
-                        .map(|v| v.map_or(super::sql::Param::Null, super::sql::Param::Text))
-                        .collect();
-                    conn.execute(&insert, &params)?;
+                for params in &values {
+                    conn.execute(&insert, params)?;
                 }
             }
         }
     }
     if !rows.is_empty() {
-        let mut params = Vec::with_capacity(rows.len() * COLUMNS);
-        for r in &rows {
-            params.extend([
-                super::sql::Param::Text(r.feed),
-                super::sql::Param::Text(&r.key),
-                r.period
-                    .as_deref()
-                    .map_or(super::sql::Param::Null, super::sql::Param::Text),
-                r.version
-                    .as_deref()
-                    .map_or(super::sql::Param::Null, super::sql::Param::Text),
-                super::sql::Param::Int(r.retired.into()),
-                super::sql::Param::Text(&r.hash),
-                super::sql::Param::Text(&r.data),
-                super::sql::Param::Int(file_id),
-                super::sql::Param::Text(&r.location),
-                super::sql::Param::Text(&at),
-                super::sql::Param::Text(&r.division),
-                r.id_number
-                    .as_deref()
-                    .map_or(super::sql::Param::Null, super::sql::Param::Text),
-                r.mother_id
-                    .as_deref()
-                    .map_or(super::sql::Param::Null, super::sql::Param::Text),
-            ]);
-        }
+        let params: Vec<Param> = rows
+            .iter()
+            .flat_map(|r| r.params(Some(file_id), &at))
+            .collect();
         conn.execute(&upsert_sql(rows.len()), &params)?;
     }
     Ok((changed, unchanged))
@@ -558,12 +515,7 @@ fn upsert_batch(
 pub(super) fn fill_partition_columns(tx: &Tx) -> Result<()> {
     for row in tx.query("SELECT feed, record_key, data FROM records", &[])? {
         let (feed, key, data): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let record: Record =
-            serde_json::from_str(&data).map_err(|source| super::StoreError::Corrupt {
-                feed: feed.clone(),
-                key: key.clone(),
-                source,
-            })?;
+        let record = super::decode_record(&feed, key.clone(), &data)?;
         let (id_number, mother_id) = record.registry_ids();
         tx.execute(
             "UPDATE records SET division = ?3, id_number = ?4, mother_id = ?5 WHERE feed = ?1 AND record_key = ?2",

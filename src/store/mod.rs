@@ -284,13 +284,7 @@ impl Store {
         )?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let key: String = row.get(0)?;
-            let data: String = row.get(1)?;
-            let record = serde_json::from_str(&data).map_err(|source| StoreError::Corrupt {
-                feed: feed.name().to_owned(),
-                key,
-                source,
-            })?;
+            let record = decode_record(feed.name(), row.get(0)?, &row.get::<String>(1)?)?;
             out.push(StoredRecord {
                 record,
                 file: row.get(2)?,
@@ -318,16 +312,18 @@ impl Store {
             "SELECT data FROM records WHERE feed = ?1 AND record_key = ?2",
             args![feed.name(), key],
         )?;
-        row.map(|r| {
-            let data: String = r.get(0)?;
-            serde_json::from_str(&data).map_err(|source| StoreError::Corrupt {
-                feed: feed.name().to_owned(),
-                key: key.to_owned(),
-                source,
-            })
-        })
-        .transpose()
+        row.map(|r| decode_record(feed.name(), key.to_owned(), &r.get::<String>(0)?))
+            .transpose()
     }
+}
+
+/// A stored record's JSON body, read back; a body that does not parse names its record.
+fn decode_record(feed: &str, key: String, data: &str) -> Result<Record> {
+    serde_json::from_str(data).map_err(|source| StoreError::Corrupt {
+        feed: feed.to_owned(),
+        key,
+        source,
+    })
 }
 
 impl Store {

@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 
 use super::sql::{args, Param};
-use super::{now, Result, Store, StoreError};
+use super::{decode_record, now, Result, Store, StoreError};
 use crate::model::{Feed, Record};
 
 /// Records read per query while streaming a county: bounded memory for the rows in flight.
@@ -42,14 +42,6 @@ pub struct PartitionResultRow {
     pub worker: String,
     pub seconds: f64,
     pub error: Option<String>,
-}
-
-fn decode(feed: &str, key: String, data: &str) -> Result<Record> {
-    serde_json::from_str(data).map_err(|source| StoreError::Corrupt {
-        feed: feed.to_owned(),
-        key,
-        source,
-    })
 }
 
 impl Store {
@@ -99,7 +91,7 @@ impl Store {
             for row in rows {
                 let key: String = row.get(0)?;
                 let data: String = row.get(1)?;
-                visit(decode(feed.name(), key, &data)?);
+                visit(decode_record(feed.name(), key, &data)?);
                 seen += 1;
             }
             if !full {
@@ -126,7 +118,11 @@ impl Store {
                 marks.join(", ")
             );
             for row in self.conn.query(&sql, &params)? {
-                out.push(decode("registry", row.get(0)?, &row.get::<String>(1)?)?);
+                out.push(decode_record(
+                    "registry",
+                    row.get(0)?,
+                    &row.get::<String>(1)?,
+                )?);
             }
         }
         Ok(out)

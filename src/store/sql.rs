@@ -253,9 +253,9 @@ impl Conn {
             .ok_or_else(|| StoreError::NotFound(format!("no row from: {sql}")))
     }
 
-    /// PostgreSQL's `COPY target FROM STDIN` with `rows` of text values (`None` is NULL);
-    /// `None` on SQLite, which has no COPY (the caller inserts instead).
-    pub fn copy_in(&self, target: &str, rows: &[Vec<Option<&str>>]) -> Option<Result<u64>> {
+    /// PostgreSQL's `COPY target FROM STDIN` with `rows` of values as an insert would take
+    /// them; `None` on SQLite, which has no COPY (the caller inserts instead).
+    pub fn copy_in(&self, target: &str, rows: &[Vec<Param>]) -> Option<Result<u64>> {
         match self {
             Conn::Sqlite(_) => None,
             Conn::Postgres(pg) => Some(pg.copy_in(target, rows)),
@@ -424,9 +424,10 @@ impl Postgres {
         )?)
     }
 
-    /// `COPY target FROM STDIN` with `rows` of text values (`None` is NULL).
-    fn copy_in(&self, target: &str, rows: &[Vec<Option<&str>>]) -> Result<u64> {
+    /// `COPY target FROM STDIN` with `rows` of values in COPY's text format.
+    fn copy_in(&self, target: &str, rows: &[Vec<Param>]) -> Result<u64> {
         use futures_util::SinkExt;
+        use std::fmt::Write as _;
         let mut data = String::new();
         for row in rows {
             for (i, value) in row.iter().enumerate() {
@@ -434,8 +435,15 @@ impl Postgres {
                     data.push('\t');
                 }
                 match value {
-                    None => data.push_str("\\N"),
-                    Some(v) => copy_escape(v, &mut data),
+                    Param::Null => data.push_str("\\N"),
+                    Param::Int(v) => write!(data, "{v}").expect("writing to a String"),
+                    Param::Real(v) => write!(data, "{v}").expect("writing to a String"),
+                    Param::Text(v) => copy_escape(v, &mut data),
+                    Param::Bytes(_) => {
+                        return Err(StoreError::Unsupported(
+                            "COPY of binary values is not implemented".into(),
+                        ))
+                    }
                 }
             }
             data.push('\n');
