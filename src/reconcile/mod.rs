@@ -166,9 +166,25 @@ pub fn find_discrepancies_with(
     events::reconcile(inputs, params, &linker, &mut out);
     registry::reconcile(inputs, params, &mut out);
     let mut items = out.items;
+    in_order_once(&mut items);
+    (items, trained)
+}
+
+/// Sorts discrepancies by (kind, anchor) and keeps one of each: the order runs save them in.
+pub(crate) fn in_order_once(items: &mut Vec<Discrepancy>) {
     items.sort_by(|a, b| (a.kind, &a.anchor).cmp(&(b.kind, &b.anchor)));
     items.dedup_by(|a, b| a.kind == b.kind && a.anchor == b.anchor);
-    (items, trained)
+}
+
+/// Only the duplicate-record rule, over `persons` (the cross-county pass of a partitioned run).
+pub(crate) fn duplicate_records(persons: &[Person], params: &Params) -> Vec<Discrepancy> {
+    let mut out = Findings {
+        period: params.period.to_string(),
+        items: Vec::new(),
+        unknown: Vec::new(),
+    };
+    registry::duplicates(persons, &mut out);
+    out.items
 }
 
 /// Collects discrepancies for one period.

@@ -214,24 +214,18 @@ pub fn merge(
     let shared = store.ids_in_several_divisions()?;
     if !shared.is_empty() {
         let ids: Vec<&str> = shared.iter().map(String::as_str).collect();
-        let mut inputs = Inputs::default();
-        for record in store.registry_by_ids(RegistryId::Own, &ids)? {
-            if let Record::Person(p) = record {
-                inputs.registry.push(p);
-            }
-        }
-        inputs
-            .registry
-            .sort_by(|a, b| a.person_key.cmp(&b.person_key));
-        let (across, _) = find_discrepancies_with(&inputs, params, None);
-        items.extend(
-            across
-                .into_iter()
-                .filter(|d| d.kind == DiscrepancyKind::DuplicateRegistryRecord),
-        );
+        let mut persons: Vec<Person> = store
+            .registry_by_ids(RegistryId::Own, &ids)?
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Person(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        persons.sort_by(|a, b| a.person_key.cmp(&b.person_key));
+        items.extend(super::duplicate_records(&persons, params));
     }
-    items.sort_by(|a, b| (a.kind, &a.anchor).cmp(&(b.kind, &b.anchor)));
-    items.dedup_by(|a, b| a.kind == b.kind && a.anchor == b.anchor);
+    super::in_order_once(&mut items);
     Ok(items)
 }
 
@@ -280,21 +274,19 @@ pub fn do_job(
     let started = Instant::now();
     let outcome = run_partition(store, params, division, run.retrain);
     let seconds = started.elapsed().as_secs_f64();
-    let row = match outcome {
-        Ok(found) => PartitionResultRow {
-            division: division.to_owned(),
-            findings: serde_json::to_string(&found).expect("findings serialise"),
-            worker: worker.to_owned(),
-            seconds,
-            error: None,
-        },
-        Err(e) => PartitionResultRow {
-            division: division.to_owned(),
-            findings: String::new(),
-            worker: worker.to_owned(),
-            seconds,
-            error: Some(e.to_string()),
-        },
+    let (findings, error) = match outcome {
+        Ok(found) => (
+            serde_json::to_string(&found).expect("findings serialise"),
+            None,
+        ),
+        Err(e) => (String::new(), Some(e.to_string())),
+    };
+    let row = PartitionResultRow {
+        division: division.to_owned(),
+        findings,
+        worker: worker.to_owned(),
+        seconds,
+        error,
     };
     store.save_partition_result(&run.run, &row)
 }
@@ -319,19 +311,20 @@ pub enum MergeError {
     },
 }
 
-/// The partitions of `run` that have no stored result yet.
+/// The partitions of `run` that have no stored result yet (polled while workers run: it
+/// reads the finished counties' names, not their findings).
 pub fn missing_partitions(store: &Store, run: &PartitionRun) -> Result<Vec<String>, StoreError> {
-    let done: BTreeSet<String> = store
-        .partition_results(&run.run)?
-        .into_iter()
-        .map(|r| r.division)
-        .collect();
-    Ok(run
-        .partitions
+    let finished = store.finished_partitions(&run.run)?;
+    Ok(not_done(run, finished.iter().map(String::as_str).collect()))
+}
+
+/// The partitions of `run` not among `done`.
+fn not_done(run: &PartitionRun, done: BTreeSet<&str>) -> Vec<String> {
+    run.partitions
         .iter()
-        .filter(|d| !done.contains(*d))
+        .filter(|d| !done.contains(d.as_str()))
         .cloned()
-        .collect())
+        .collect()
 }
 
 /// Merges a run whose jobs are all done and saves its discrepancies, as a whole-region run
@@ -343,7 +336,7 @@ pub fn finish_run(
 ) -> Result<RunSummary, MergeError> {
     let started = crate::store::now();
     let results = store.partition_results(&run.run)?;
-    let missing = missing_partitions(store, run)?;
+    let missing = not_done(run, results.iter().map(|r| r.division.as_str()).collect());
     if !missing.is_empty() {
         return Err(MergeError::Incomplete {
             run: run.run.clone(),
@@ -384,4 +377,74 @@ pub fn run_partitioned(
         do_job(store, &run, params, division, "local")?;
     }
     finish_run(store, &run, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(key: &str, division: &str, id: &str) -> Record {
+        Record::Person(Person {
+            person_key: key.into(),
+            id_number: IdNumber::parse(id),
+            name: "张伟".into(),
+            sex: Sex::Male,
+            birth_date: chrono::NaiveDate::from_ymd_opt(1990, 1, 1),
+            hukou_division: division.parse().ok(),
+            residence_division: None,
+            marital_status: None,
+            spouse_id_number: None,
+            mother_id_number: None,
+            father_id_number: None,
+            status: PersonStatus::Resident,
+            updated_at: None,
+        })
+    }
+
+    #[test]
+    fn the_merge_finds_one_number_held_in_two_counties_once() {
+        let mut store = Store::open_in_memory().unwrap();
+        let body = "41061119900101001";
+        let id = format!("{body}{}", check_char(body));
+        let mut w = store
+            .begin_file("registry.csv", "sha", 10, "registry", "m")
+            .unwrap();
+        w.add(person("P1", "410611", &id), "row 1").unwrap();
+        w.add(person("P2", "410621", &id), "row 2").unwrap();
+        w.finish(2, None).unwrap();
+        let params = Params {
+            period: "2026-10".parse().unwrap(),
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            grace_days: 30,
+            region_prefix: "4106".into(),
+        };
+        // Each county alone sees one holder; a county job that loaded the other as a foreign
+        // person would report the pair too: kept once.
+        let (found, _) = find_discrepancies_with(
+            &Inputs {
+                registry: match (person("P1", "410611", &id), person("P2", "410621", &id)) {
+                    (Record::Person(a), Record::Person(b)) => vec![a, b],
+                    _ => unreachable!(),
+                },
+                ..Inputs::default()
+            },
+            &params,
+            None,
+        );
+        let part = PartitionFindings {
+            findings: found,
+            confirmed_elsewhere: Vec::new(),
+        };
+        let merged = merge(&store, &params, vec![part]).unwrap();
+        let duplicates: Vec<&Discrepancy> = merged
+            .iter()
+            .filter(|d| d.kind == DiscrepancyKind::DuplicateRegistryRecord)
+            .collect();
+        assert_eq!(duplicates.len(), 1, "{merged:?}");
+        assert_eq!(duplicates[0].anchor, "P1|P2");
+        assert!(merge(&store, &params, Vec::new())
+            .unwrap()
+            .iter()
+            .any(|d| d.anchor == "P1|P2"));
+    }
 }

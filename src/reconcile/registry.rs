@@ -12,7 +12,7 @@ pub(super) fn reconcile(inputs: &Inputs, params: &Params, out: &mut Findings) {
 
 /// Two registry records are the same person when they hold the same valid identity number,
 /// or when they agree on name, sex, birth date and mother and at most one has a valid number.
-fn duplicates(persons: &[Person], out: &mut Findings) {
+pub(super) fn duplicates(persons: &[Person], out: &mut Findings) {
     let mut pairs: BTreeSet<(usize, usize, &'static str)> = BTreeSet::new();
     let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut by_identity: BTreeMap<(&str, Sex, chrono::NaiveDate, &str), Vec<usize>> =

@@ -199,6 +199,18 @@ impl Store {
         Ok(stored > 0)
     }
 
+    /// The counties of `run` with a stored result.
+    pub fn finished_partitions(&self, run: &str) -> Result<Vec<String>> {
+        self.conn
+            .query(
+                "SELECT division FROM partition_results WHERE run = ?1 ORDER BY division",
+                args![run],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     pub fn partition_results(&self, run: &str) -> Result<Vec<PartitionResultRow>> {
         self.conn
             .query(
