@@ -178,7 +178,7 @@ const SECONDARY_INDEXES: [(&str, &str); 3] = [
     ),
     (
         "records_by_id_number",
-        "ON records(id_number) WHERE id_number IS NOT NULL",
+        "ON records(id_number, division) WHERE id_number IS NOT NULL AND retired = 0",
     ),
     (
         "records_by_mother_id",

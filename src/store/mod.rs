@@ -57,6 +57,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0006_operators_and_audit.sql"),
     ),
     ("partitions", include_str!("migrations/0007_partitions.sql")),
+    (
+        "covering_id_index",
+        include_str!("migrations/0008_covering_id_index.sql"),
+    ),
 ];
 
 /// The migration whose new columns are filled from the stored records (see
