@@ -49,24 +49,28 @@ fn county_by_county_finds_what_the_whole_region_run_finds() {
             "--corrupt",
         ],
     ));
-    let (whole, parts) = (
+    let (whole, one_job, three_jobs) = (
         sqlite_in(&dir.path().join("whole")),
-        sqlite_in(&dir.path().join("parts")),
+        sqlite_in(&dir.path().join("one")),
+        sqlite_in(&dir.path().join("three")),
     );
-    for db in [&whole, &parts] {
+    for db in [&whole, &one_job, &three_jobs] {
         std::fs::create_dir_all(std::path::Path::new(db).parent().unwrap()).unwrap();
         ok(&vitalhub_on(db, &["ingest", path(&feeds)]));
     }
     ok(&vitalhub_on(&whole, &[&["reconcile"][..], &MONTH].concat()));
-    let out = ok(&vitalhub_on(
-        &parts,
-        &[&["reconcile", "--partitioned"][..], &MONTH].concat(),
-    ));
-    assert!(out.contains("partitions"), "{out}");
     let a = findings(&report_json(&whole, &dir.path().join("whole.json")));
-    let b = findings(&report_json(&parts, &dir.path().join("parts.json")));
     assert!(a.len() > 100, "a month has discrepancies: {}", a.len());
-    assert_eq!(b, a, "the same discrepancies county by county");
+    // County after county, and three county jobs at once on their own connections.
+    for (db, jobs) in [(&one_job, "1"), (&three_jobs, "3")] {
+        let out = ok(&vitalhub_on(
+            db,
+            &[&["reconcile", "--partitioned", "--jobs", jobs][..], &MONTH].concat(),
+        ));
+        assert!(out.contains("partitions"), "{out}");
+        let b = findings(&report_json(db, &dir.path().join(format!("{jobs}.json"))));
+        assert_eq!(b, a, "the same discrepancies county by county ({jobs} at once)");
+    }
 }
 
 /// A worker process whose progress lines arrive on a channel.

@@ -66,6 +66,9 @@ enum Command {
         /// County by county: bounded memory for a province (see docs/scaling.md)
         #[arg(long)]
         partitioned: bool,
+        /// With --partitioned: county jobs run at once in this process [default: the cores]
+        #[arg(long)]
+        jobs: Option<usize>,
         /// County by county, done by `vitalhub worker` processes taking the jobs from the
         /// RabbitMQ work queue (implies --partitioned)
         #[arg(long)]
@@ -330,6 +333,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             as_of,
             retrain,
             partitioned,
+            jobs,
             workers,
             amqp,
             wait_s,
@@ -348,7 +352,13 @@ pub fn main() -> Result<std::process::ExitCode> {
                     std::time::Duration::from_secs(wait_s),
                 ))?
             } else if partitioned {
-                crate::reconcile::partition::run_partitioned(&mut store, &params, retrain)?
+                let jobs = jobs.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                });
+                let connect = || Store::connect(&db);
+                crate::reconcile::partition::run_partitioned(
+                    &mut store, connect, &params, retrain, jobs,
+                )?
             } else {
                 crate::reconcile::run(&mut store, &params, retrain)?
             };

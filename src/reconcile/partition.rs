@@ -366,15 +366,45 @@ pub fn finish_run(
     Ok(summary)
 }
 
-/// A partitioned run done in this process, county after county.
+/// A partitioned run done in this process: `jobs` threads take the counties in turn, each on
+/// its own connection from `connect` (one job's linkage uses a core; two jobs at once use a
+/// two-core machine, each holding one county in memory).
 pub fn run_partitioned(
     store: &mut Store,
+    connect: impl Fn() -> Result<Store, StoreError> + Sync,
     params: &Params,
     retrain: bool,
+    jobs: usize,
 ) -> Result<RunSummary, MergeError> {
     let run = create_run(store, params, retrain)?;
-    for division in &run.partitions {
-        do_job(store, &run, params, division, "local")?;
+    let jobs = jobs.clamp(1, run.partitions.len().max(1));
+    if jobs == 1 {
+        for division in &run.partitions {
+            do_job(store, &run, params, division, "local")?;
+        }
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = (1..=jobs)
+                .map(|t| {
+                    let (run, next, connect) = (&run, &next, &connect);
+                    scope.spawn(move || -> Result<(), StoreError> {
+                        let mut store = connect()?;
+                        let name = format!("local-{t}");
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(division) = run.partitions.get(i) else {
+                                return Ok(());
+                            };
+                            do_job(&mut store, run, params, division, &name)?;
+                        }
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .try_for_each(|t| t.join().expect("partition threads do not panic"))
+        })?;
     }
     finish_run(store, &run, params)
 }
