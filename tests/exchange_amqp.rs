@@ -325,7 +325,9 @@ fn a_broker_restart_during_1000_batches_loses_and_doubles_nothing() {
     // Publishing is mandatory: until the consumer has declared its queue, batches are
     // unroutable, so the publisher starts only once the queue is there.
     broker.wait_for_queue("vitalhub.migrants.320411", Duration::from_secs(60));
-    let mut args = vec!["exchange", "publish", "--patience", "120"];
+    // Paced, so that the restart falls while batches are still being published: unpaced,
+    // the publisher sometimes had all 1,000 confirmed before the broker went down.
+    let mut args = vec!["exchange", "publish", "--patience", "120", "--rate", "60"];
     args.extend(files.iter().map(String::as_str));
     let publisher = hebi.spawn(&broker, &args);
 

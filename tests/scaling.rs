@@ -69,7 +69,10 @@ fn county_by_county_finds_what_the_whole_region_run_finds() {
         ));
         assert!(out.contains("partitions"), "{out}");
         let b = findings(&report_json(db, &dir.path().join(format!("{jobs}.json"))));
-        assert_eq!(b, a, "the same discrepancies county by county ({jobs} at once)");
+        assert_eq!(
+            b, a,
+            "the same discrepancies county by county ({jobs} at once)"
+        );
     }
 }
 

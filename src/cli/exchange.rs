@@ -29,12 +29,18 @@ pub enum ExchangeAction {
         /// How long to keep reconnecting to an unreachable broker, in seconds
         #[arg(long, default_value_t = 300)]
         patience: u64,
+        /// Publish at most this many batches a second [default: as fast as the broker confirms]
+        #[arg(long)]
+        rate: Option<std::num::NonZeroU32>,
     },
     /// Publish batch files this region signed (from `exchange export`) over the broker
     Publish {
         files: Vec<PathBuf>,
         #[arg(long, default_value_t = 300)]
         patience: u64,
+        /// Publish at most this many batches a second [default: as fast as the broker confirms]
+        #[arg(long)]
+        rate: Option<std::num::NonZeroU32>,
     },
     /// Consume this region's queue: verify, apply and acknowledge partner batches
     Listen {
@@ -68,7 +74,7 @@ pub fn run(
             }
             Ok(ExitCode::SUCCESS)
         }
-        ExchangeAction::Send { to, patience } => {
+        ExchangeAction::Send { to, patience, rate } => {
             let mut store = open()?;
             for q in amqp::queue_batches(&mut store, config, to.as_deref())? {
                 println!(
@@ -76,13 +82,17 @@ pub fn run(
                     q.message_id, q.partner, q.records
                 );
             }
-            flush(&mut store, config, patience)
+            flush(&mut store, config, patience, rate)
         }
-        ExchangeAction::Publish { files, patience } => {
+        ExchangeAction::Publish {
+            files,
+            patience,
+            rate,
+        } => {
             let mut store = open()?;
             let queued = amqp::queue_files(&mut store, config, &files)?;
             println!("queued {} batch files", queued.len());
-            flush(&mut store, config, patience)
+            flush(&mut store, config, patience, rate)
         }
         ExchangeAction::Listen { idle_exit, max } => {
             let mut store = open()?;
@@ -131,11 +141,17 @@ pub fn run(
     }
 }
 
-fn flush(store: &mut Store, config: &Config, patience: u64) -> Result<ExitCode> {
+fn flush(
+    store: &mut Store,
+    config: &Config,
+    patience: u64,
+    rate: Option<std::num::NonZeroU32>,
+) -> Result<ExitCode> {
     let report = super::runtime()?.block_on(amqp::flush_outbox(
         store,
         config,
         Duration::from_secs(patience),
+        rate,
     ))?;
     println!("confirmed by the broker: {} batches", report.confirmed);
     for (id, partner, reason) in &report.failed {

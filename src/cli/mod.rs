@@ -352,9 +352,8 @@ pub fn main() -> Result<std::process::ExitCode> {
                     std::time::Duration::from_secs(wait_s),
                 ))?
             } else if partitioned {
-                let jobs = jobs.unwrap_or_else(|| {
-                    std::thread::available_parallelism().map_or(1, |n| n.get())
-                });
+                let jobs = jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
                 let connect = || Store::connect(&db);
                 crate::reconcile::partition::run_partitioned(
                     &mut store, connect, &params, retrain, jobs,

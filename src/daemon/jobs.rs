@@ -294,7 +294,7 @@ impl<'a> Runner<'a> {
             Err(e) => return failed(format!("{e:#}")),
         };
         let records: u64 = queued.iter().map(|q| q.records as u64).sum();
-        match crate::exchange::amqp::flush_outbox(store, self.config, patience).await {
+        match crate::exchange::amqp::flush_outbox(store, self.config, patience, None).await {
             Ok(report) => JobOutcome {
                 records,
                 detail: Some(format!(

@@ -136,19 +136,25 @@ pub fn queue_files(
     Ok(queued)
 }
 
-/// Publishes every batch in the outbox not yet confirmed, oldest first. A broken connection is
+/// Publishes every batch in the outbox not yet confirmed, oldest first, at most `rate` a second
+/// when given (a partner's broker need not take a backlog at once). A broken connection is
 /// retried with backoff for up to `patience`; what is still unconfirmed then stays in the outbox
 /// for the next run.
 pub async fn flush_outbox(
     store: &mut Store,
     config: &Config,
     patience: Duration,
+    rate: Option<std::num::NonZeroU32>,
 ) -> anyhow::Result<FlushReport> {
     let settings = settings(config)?;
     let mut publisher = Publisher::new(&settings.url()?, &settings.exchange);
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let limiter = rate.map(|r| governor::RateLimiter::direct(governor::Quota::per_second(r)));
     let mut report = FlushReport::default();
     for entry in store.outbox_pending()? {
+        if let Some(limiter) = &limiter {
+            limiter.until_ready().await;
+        }
         let message = Outgoing {
             message_id: entry.message_id.clone(),
             routing_key: entry.partner.clone(),
