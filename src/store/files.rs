@@ -123,7 +123,9 @@ impl Store {
                 // PostgreSQL checks a foreign key with a trigger and a query per row: most of
                 // the server's time in a COPY of the registry. Added back at the end, it is
                 // checked once, by one join.
-                tx.batch(&format!("ALTER TABLE records DROP CONSTRAINT IF EXISTS {FILE_FK}"))?;
+                tx.batch(&format!(
+                    "ALTER TABLE records DROP CONSTRAINT IF EXISTS {FILE_FK}"
+                ))?;
             }
         }
         Ok(FileWriter {
