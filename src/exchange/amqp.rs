@@ -230,6 +230,7 @@ pub async fn listen(
             tracing::info!(message_id, "batch applied before; acknowledged again");
             if let Err(e) = message.ack().await {
                 tracing::warn!(error = %e, "acknowledgement lost; the broker will deliver it again");
+                consumer.reconnect();
             }
             continue;
         }
@@ -260,6 +261,7 @@ pub async fn listen(
         if let Err(e) = outcome {
             // Committed already: a redelivery is recognised by its message id.
             tracing::warn!(error = %e, "acknowledgement lost; the broker will deliver it again");
+            consumer.reconnect();
         }
     }
     report.connections = consumer.connections;

@@ -34,29 +34,41 @@ impl Incoming {
     /// Done with: the broker forgets it. If the connection broke meanwhile this fails and the
     /// broker delivers the message again.
     pub async fn ack(&self) -> Result<(), AmqpError> {
-        self.acker
-            .ack(BasicAckOptions::default())
+        self.answered(self.acker.ack(BasicAckOptions::default()))
             .await
-            .map(|_| ())
-            .map_err(|source| AmqpError::Broker {
-                endpoint: self.endpoint.clone(),
-                source,
-            })
     }
 
     /// Refused for good: the broker moves it to the queue's dead-letter queue.
     pub async fn dead_letter(&self) -> Result<(), AmqpError> {
-        self.acker
-            .reject(BasicRejectOptions { requeue: false })
+        self.answered(self.acker.reject(BasicRejectOptions { requeue: false }))
             .await
-            .map(|_| ())
-            .map_err(|source| AmqpError::Broker {
+    }
+
+    /// Waits a bounded time: on a connection the broker reset, lapin's acknowledgement never
+    /// completed, and a listener waited for it forever.
+    async fn answered(
+        &self,
+        sent: impl std::future::Future<Output = lapin::Result<bool>>,
+    ) -> Result<(), AmqpError> {
+        match tokio::time::timeout(ANSWER_TIMEOUT, sent).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(AmqpError::Broker {
                 endpoint: self.endpoint.clone(),
                 source,
-            })
+            }),
+            Err(_) => Err(AmqpError::Timeout {
+                endpoint: self.endpoint.clone(),
+                seconds: ANSWER_TIMEOUT.as_secs(),
+            }),
+        }
     }
 }
 
+/// How long an acknowledgement or the setting up of a consumer may take before the connection
+/// is taken for lost.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A consumer of one queue that reconnects by itself.
 pub struct Consumer {
     url: String,
     topology: Topology,
@@ -109,6 +121,12 @@ impl Consumer {
         Ok(())
     }
 
+    /// Drops the connection (an acknowledgement failed on it); the next call reconnects, and
+    /// the broker delivers again what was not acknowledged.
+    pub fn reconnect(&mut self) {
+        self.state = None;
+    }
+
     /// The next message. Connection trouble is handled here: it reconnects with backoff for as
     /// long as it takes. With `idle`, returns `None` once no message has come for that long
     /// while connected (time spent reconnecting does not count).
@@ -116,7 +134,14 @@ impl Consumer {
         let mut quiet_since = Instant::now();
         loop {
             if self.state.is_none() {
-                match self.open().await {
+                let opened = match tokio::time::timeout(ANSWER_TIMEOUT, self.open()).await {
+                    Ok(opened) => opened,
+                    Err(_) => Err(AmqpError::Timeout {
+                        endpoint: redact(&self.url),
+                        seconds: ANSWER_TIMEOUT.as_secs(),
+                    }),
+                };
+                match opened {
                     Ok(()) => {
                         self.backoff.reset();
                         quiet_since = Instant::now();
