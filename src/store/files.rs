@@ -177,11 +177,11 @@ const COPY_BATCH: usize = 4_000;
 /// Files at least this large loaded into an empty feed get their indexes built at the end.
 const BULK_BYTES: u64 = 64 << 20;
 
-/// The indexes of `records` besides its key, as the migrations create them (a test checks
-/// that a bulk load leaves the same schema as the migrations).
 /// The name PostgreSQL gave the foreign key of `records.file_id` (migration 0001).
 const FILE_FK: &str = "records_file_id_fkey";
 
+/// The indexes of `records` besides its key, as the migrations create them (a test checks
+/// that a bulk load leaves the same schema as the migrations).
 const SECONDARY_INDEXES: [(&str, &str); 3] = [
     (
         "records_by_division",

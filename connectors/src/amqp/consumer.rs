@@ -11,7 +11,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Acker;
 use lapin::{Channel, Connection, ExchangeKind};
 
-use super::{connect, redact, AmqpError, Backoff, Topology};
+use super::{answered, connect, redact, AmqpError, Backoff, Topology};
 
 /// A delivered message. Acknowledge it only once what it carries is committed.
 pub struct Incoming {
@@ -31,8 +31,8 @@ impl Incoming {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Done with: the broker forgets it. If the connection broke meanwhile this fails and the
-    /// broker delivers the message again.
+    /// Done with: the broker forgets it. If the connection broke meanwhile this fails (or
+    /// times out) and the broker delivers the message again.
     pub async fn ack(&self) -> Result<(), AmqpError> {
         self.answered(self.acker.ack(BasicAckOptions::default()))
             .await
@@ -44,29 +44,19 @@ impl Incoming {
             .await
     }
 
-    /// Waits a bounded time: on a connection the broker reset, lapin's acknowledgement never
-    /// completed, and a listener waited for it forever.
     async fn answered(
         &self,
         sent: impl std::future::Future<Output = lapin::Result<bool>>,
     ) -> Result<(), AmqpError> {
-        match tokio::time::timeout(ANSWER_TIMEOUT, sent).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(source)) => Err(AmqpError::Broker {
+        answered(&self.endpoint, async {
+            sent.await.map(|_| ()).map_err(|source| AmqpError::Broker {
                 endpoint: self.endpoint.clone(),
                 source,
-            }),
-            Err(_) => Err(AmqpError::Timeout {
-                endpoint: self.endpoint.clone(),
-                seconds: ANSWER_TIMEOUT.as_secs(),
-            }),
-        }
+            })
+        })
+        .await
     }
 }
-
-/// How long an acknowledgement or the setting up of a consumer may take before the connection
-/// is taken for lost.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A consumer of one queue that reconnects by itself.
 pub struct Consumer {
@@ -134,14 +124,8 @@ impl Consumer {
         let mut quiet_since = Instant::now();
         loop {
             if self.state.is_none() {
-                let opened = match tokio::time::timeout(ANSWER_TIMEOUT, self.open()).await {
-                    Ok(opened) => opened,
-                    Err(_) => Err(AmqpError::Timeout {
-                        endpoint: redact(&self.url),
-                        seconds: ANSWER_TIMEOUT.as_secs(),
-                    }),
-                };
-                match opened {
+                let endpoint = redact(&self.url);
+                match answered(&endpoint, self.open()).await {
                     Ok(()) => {
                         self.backoff.reset();
                         quiet_since = Instant::now();

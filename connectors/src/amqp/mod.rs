@@ -62,17 +62,37 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// How long one step with the broker (connecting, setting up a consumer, an acknowledgement)
+/// may take before the connection is taken for lost: on a connection the broker reset, some of
+/// lapin's steps never complete.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `step` if it completes within [`ANSWER_TIMEOUT`], else a timeout naming `endpoint`.
+async fn answered<T>(
+    endpoint: &str,
+    step: impl std::future::Future<Output = Result<T, AmqpError>>,
+) -> Result<T, AmqpError> {
+    tokio::time::timeout(ANSWER_TIMEOUT, step)
+        .await
+        .unwrap_or_else(|_| {
+            Err(AmqpError::Timeout {
+                endpoint: endpoint.to_owned(),
+                seconds: ANSWER_TIMEOUT.as_secs(),
+            })
+        })
+}
+
 async fn connect(url: &str) -> Result<lapin::Connection, AmqpError> {
     let endpoint = redact(url);
-    let connecting = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
-    match tokio::time::timeout(std::time::Duration::from_secs(15), connecting).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(source)) => Err(AmqpError::Broker { endpoint, source }),
-        Err(_) => Err(AmqpError::Timeout {
-            endpoint,
-            seconds: 15,
-        }),
-    }
+    answered(&endpoint, async {
+        lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+            .await
+            .map_err(|source| AmqpError::Broker {
+                endpoint: endpoint.clone(),
+                source,
+            })
+    })
+    .await
 }
 
 #[cfg(test)]
