@@ -95,6 +95,18 @@ pub struct Person {
     pub updated_at: Option<String>,
 }
 
+impl Person {
+    /// The county the person belongs to (household registration, else residence): the
+    /// partition their record is reconciled in.
+    pub fn division(&self) -> &str {
+        self.hukou_division
+            .as_ref()
+            .or(self.residence_division.as_ref())
+            .map(Division::as_str)
+            .unwrap_or("")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CertStatus {
@@ -347,7 +359,7 @@ impl Record {
     /// Empty when the record names none.
     pub fn division(&self) -> &str {
         let d = match self {
-            Record::Person(p) => p.hukou_division.as_ref().or(p.residence_division.as_ref()),
+            Record::Person(p) => return p.division(),
             Record::Birth(b) => b.mother_division.as_ref().or(b.birth_division.as_ref()),
             Record::Hukou(h) => h.hukou_division.as_ref(),
             Record::Marriage(m) => m.office.as_ref(),

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{division_text, is_ours, Finding, Findings, Inputs, Params};
+use super::{division_text, is_ours, Finding, Findings, Inputs, Params, PersonRow};
 use crate::linkage::ExactLinker;
 use crate::model::*;
 
@@ -10,6 +10,7 @@ pub(super) fn reconcile(
     inputs: &Inputs,
     params: &Params,
     linker: &ExactLinker,
+    population: &[PersonRow],
     out: &mut Findings,
 ) {
     for m in inputs
@@ -33,7 +34,7 @@ pub(super) fn reconcile(
     {
         migrant(m, params, linker, out);
     }
-    resolve_unknown(&inputs.registry, out);
+    resolve_unknown(population, out);
 }
 
 fn person<'a>(linker: &ExactLinker<'a>, id: &IdNumber) -> Option<&'a Person> {
@@ -103,7 +104,7 @@ const POPULATION_SAMPLE: usize = 200_000;
 /// The best registry person for each probed person: (person, probability, evidence, sure).
 type PersonLink = Option<(usize, f64, serde_json::Value, bool)>;
 
-fn search_persons(probes: &[UnknownProbe], persons: &[Person]) -> Vec<Vec<PersonLink>> {
+fn search_persons(probes: &[UnknownProbe], persons: &[PersonRow]) -> Vec<Vec<PersonLink>> {
     use crate::linkage::fs::{Decision, Linker, Settings, Table};
     let columns: Vec<String> = ["key", "id_number", "name", "birth_date", "sex", "division"]
         .map(String::from)
@@ -147,27 +148,18 @@ fn search_persons(probes: &[UnknownProbe], persons: &[Person]) -> Vec<Vec<Person
         rows: Vec::new(),
     };
     for (i, p) in persons.iter().enumerate() {
-        let sex = if p.sex.is_known() { p.sex.code() } else { "" };
-        let birth = p.birth_date.map(|d| d.to_string()).unwrap_or_default();
-        let in_block =
-            blocks.contains(&(birth.as_str(), sex)) || blocks.contains(&(p.name.as_str(), sex));
+        let in_block = blocks.contains(&(p.birth_date.as_str(), p.sex.as_str()))
+            || blocks.contains(&(p.name.as_str(), p.sex.as_str()));
         if !in_block && i % stride != 0 {
             continue;
         }
         right.rows.push(vec![
             i.to_string(),
-            p.id_number
-                .as_ref()
-                .map(|id| id.as_str().to_owned())
-                .unwrap_or_default(),
+            p.id_number.clone(),
             p.name.clone(),
-            p.birth_date.map(|d| d.to_string()).unwrap_or_default(),
-            if p.sex.is_known() {
-                p.sex.code().to_owned()
-            } else {
-                String::new()
-            },
-            division_text(&p.hukou_division).unwrap_or_default(),
+            p.birth_date.clone(),
+            p.sex.clone(),
+            p.division.clone(),
         ]);
     }
     let mut found: Vec<Vec<PersonLink>> =
@@ -208,7 +200,7 @@ fn search_persons(probes: &[UnknownProbe], persons: &[Person]) -> Vec<Vec<Person
 /// Reports the probed records: a person the search finds surely is no unknown person (a
 /// move-out or death of theirs is checked against their registry status); one found unsurely
 /// is a possible match for an operator to confirm; the rest are unknown persons.
-fn resolve_unknown(persons: &[Person], out: &mut Findings) {
+fn resolve_unknown(persons: &[PersonRow], out: &mut Findings) {
     let probes = std::mem::take(&mut out.unknown);
     if probes.is_empty() {
         return;
@@ -228,9 +220,11 @@ fn resolve_unknown(persons: &[Person], out: &mut Findings) {
                     out.push_scored(
                         Finding {
                             kind: DiscrepancyKind::MovedOutNotRecorded,
-                            division: division_text(&person.hukou_division).or(probe.finding.division),
+                            division: Some(person.division.clone())
+                                .filter(|d| !d.is_empty())
+                                .or(probe.finding.division),
                             sources: source,
-                            registry_key: Some(person.person_key.clone()),
+                            registry_key: Some(person.key.clone()),
                             fields: vec![FieldDiff {
                                 field: "status".into(),
                                 registry: Some("resident".into()),
@@ -239,7 +233,7 @@ fn resolve_unknown(persons: &[Person], out: &mut Findings) {
                             }],
                             explanation: format!(
                                 "police registered {status} for {}; the registry holds this person as {} (under another identity number) still resident",
-                                probe.persons[0].0, person.person_key
+                                probe.persons[0].0, person.key
                             ),
                             anchor: format!("police.hukou|{key}"),
                         },
@@ -251,10 +245,10 @@ fn resolve_unknown(persons: &[Person], out: &mut Findings) {
             }
             (false, true, Some((p, prob, evidence, _))) => {
                 let mut finding = probe.finding;
-                finding.registry_key = Some(persons[*p].person_key.clone());
+                finding.registry_key = Some(persons[*p].key.clone());
                 finding.explanation = format!(
                     "possible match, please confirm: {} (registry person {}, match probability {prob:.2})",
-                    finding.explanation, persons[*p].person_key
+                    finding.explanation, persons[*p].key
                 );
                 out.push_scored(finding, *prob, Some(evidence.clone()), true);
             }

@@ -156,6 +156,27 @@ pub fn find_discrepancies_with(
     params: &Params,
     model: Option<&Model>,
 ) -> (Vec<Discrepancy>, Option<Model>) {
+    find_in_scope(inputs, params, model, Scope::Whole)
+}
+
+/// How much of the registry [`Inputs::registry`] holds.
+#[derive(Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// All of it (a whole-region run).
+    Whole,
+    /// The persons a county job's feed records need (holders of the numbers they name, the
+    /// children of the mothers they name, persons born around the period); `population` is
+    /// every person the search for unknown persons looks among. The checks of the registry
+    /// persons alone (duplicates, bad numbers) are made where the whole county is read.
+    Part { population: &'a [PersonRow] },
+}
+
+pub(crate) fn find_in_scope(
+    inputs: &Inputs,
+    params: &Params,
+    model: Option<&Model>,
+    scope: Scope,
+) -> (Vec<Discrepancy>, Option<Model>) {
     let linker = ExactLinker::new(&inputs.registry);
     let mut out = Findings {
         period: params.period.to_string(),
@@ -163,11 +184,96 @@ pub fn find_discrepancies_with(
         unknown: Vec::new(),
     };
     let trained = births::reconcile(inputs, params, &linker, model, &mut out);
-    events::reconcile(inputs, params, &linker, &mut out);
-    registry::reconcile(inputs, params, &mut out);
+    let whole;
+    let population = match scope {
+        Scope::Whole => {
+            whole = person_rows(&inputs.registry);
+            &whole[..]
+        }
+        Scope::Part { population } => population,
+    };
+    events::reconcile(inputs, params, &linker, population, &mut out);
+    match scope {
+        Scope::Whole => registry::reconcile(inputs, params, &mut out),
+        Scope::Part { .. } => {
+            // Pairs with persons of other counties this job loaded; the county's own pairs
+            // come with its checks.
+            registry::duplicates(&inputs.registry, &mut out);
+            registry::invalid_feed_identifiers(inputs, params, &mut out);
+        }
+    }
     let mut items = out.items;
     in_order_once(&mut items);
     (items, trained)
+}
+
+/// The checks of registry persons alone (duplicates among `persons`, their bad identity
+/// numbers), stamped with `params`' period.
+pub(crate) fn registry_checks(persons: &[Person], params: &Params) -> Vec<Discrepancy> {
+    let mut out = Findings {
+        period: params.period.to_string(),
+        items: Vec::new(),
+        unknown: Vec::new(),
+    };
+    registry::persons(persons, &mut out);
+    out.items
+}
+
+/// A registry person as the search for unknown persons compares and reports them: text as
+/// the comparisons take it (empty when unknown).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PersonRow {
+    #[serde(rename = "k")]
+    pub key: String,
+    #[serde(rename = "i")]
+    pub id_number: String,
+    #[serde(rename = "n")]
+    pub name: String,
+    #[serde(rename = "b")]
+    pub birth_date: String,
+    #[serde(rename = "s")]
+    pub sex: String,
+    /// The household-registration county.
+    #[serde(rename = "d")]
+    pub division: String,
+    #[serde(rename = "t")]
+    pub status: PersonStatus,
+    /// The mother's number when valid (duplicates by name, sex, birth date and mother).
+    #[serde(rename = "m")]
+    pub mother_id: String,
+}
+
+impl PersonRow {
+    pub fn of(p: &Person) -> PersonRow {
+        PersonRow {
+            key: p.person_key.clone(),
+            id_number: p
+                .id_number
+                .as_ref()
+                .map(|id| id.as_str().to_owned())
+                .unwrap_or_default(),
+            name: p.name.clone(),
+            birth_date: p.birth_date.map(|d| d.to_string()).unwrap_or_default(),
+            sex: if p.sex.is_known() {
+                p.sex.code().to_owned()
+            } else {
+                String::new()
+            },
+            division: division_text(&p.hukou_division).unwrap_or_default(),
+            status: p.status,
+            mother_id: p
+                .mother_id_number
+                .as_ref()
+                .filter(|m| m.is_valid())
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The rows of `persons`, in their order.
+pub(crate) fn person_rows(persons: &[Person]) -> Vec<PersonRow> {
+    persons.iter().map(PersonRow::of).collect()
 }
 
 /// Sorts discrepancies by (kind, anchor) and keeps one of each: the order runs save them in.

@@ -23,7 +23,9 @@ use std::time::Instant;
 
 use chrono::Duration;
 
-use super::{find_discrepancies_with, Inputs, Params, RunSummary};
+use super::{
+    find_in_scope, person_rows, registry_checks, Inputs, Params, PersonRow, RunSummary, Scope,
+};
 use crate::linkage::fs::Model;
 use crate::model::*;
 use crate::store::{PartitionResultRow, PartitionRun, RegistryId, Store, StoreError};
@@ -47,25 +49,91 @@ fn births_model_name(division: &str) -> String {
     format!("births@{division}")
 }
 
-/// Loads everything a county's job needs; returns the inputs and the keys of the persons of
-/// other counties among them.
-pub fn partition_inputs(
-    store: &Store,
+/// Bumped when what a registry digest holds, or how it is made, changes: older ones are made
+/// again.
+const DIGEST_FORMAT: u32 = 1;
+
+/// What a county's registry gives every month's job, kept in the store until the county's
+/// registry changes. Reading and checking the whole county (170,000 persons in a province) was
+/// most of a month's job; with the digest a month reads the registry persons its feed records
+/// need and nothing else.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RegistryDigest {
+    format: u32,
+    /// Duplicates among the county's persons and their bad identity numbers (the period is
+    /// stamped on when used).
+    checks: Vec<Discrepancy>,
+    /// Every person of the county in key order, as the search for unknown persons sees them.
+    persons: Vec<PersonRow>,
+}
+
+/// The kept digest of a county's registry when the registry has not changed since it was
+/// made; otherwise one made from the whole county, and kept.
+fn registry_digest(
+    store: &mut Store,
     params: &Params,
     division: &str,
-) -> Result<(Inputs, HashSet<String>), StoreError> {
+) -> Result<RegistryDigest, StoreError> {
+    let version = store.division_version(Feed::Registry, division)?;
+    if let Some((made_at, body)) = store.registry_digest(division)? {
+        let kept = (made_at == version)
+            .then(|| serde_json::from_str::<RegistryDigest>(&body).ok())
+            .flatten()
+            .filter(|d| d.format == DIGEST_FORMAT);
+        if let Some(digest) = kept {
+            return Ok(digest);
+        }
+    }
+    let mut persons = Vec::new();
+    store.for_each_in_division(Feed::Registry, division, None, |r| {
+        if let Record::Person(p) = r {
+            persons.push(p);
+        }
+    })?;
+    persons.sort_by(|a, b| a.person_key.cmp(&b.person_key));
+    let digest = RegistryDigest {
+        format: DIGEST_FORMAT,
+        checks: registry_checks(&persons, params),
+        persons: person_rows(&persons),
+    };
+    // Made at the version read before the county was: a change meanwhile makes it again.
+    store.save_registry_digest(
+        division,
+        version,
+        &serde_json::to_string(&digest).expect("digests serialise"),
+    )?;
+    Ok(digest)
+}
+
+/// Everything a county's job works on.
+pub struct CountyInputs {
+    /// The county's feed records around the period, and the registry persons they need.
+    pub inputs: Inputs,
+    /// The keys of the registry persons of other counties among them.
+    pub foreign: HashSet<String>,
+    /// Every person of the county and those of other counties loaded, in key order: whom the
+    /// search for unknown persons looks among.
+    pub population: Vec<PersonRow>,
+    /// The county's registry checks, stamped with the period.
+    pub checks: Vec<Discrepancy>,
+}
+
+/// Loads everything a county's job needs: its feed records around the period, its registry
+/// digest, and of the registry only the persons the records need (those holding a number they
+/// name, held by no person of the county; every child of a mother they name; the county's
+/// persons born around the period; and the county's persons with the name, sex, birth date and
+/// mother of a person of another county loaded, who may be their duplicates).
+pub fn partition_inputs(
+    store: &mut Store,
+    params: &Params,
+    division: &str,
+) -> Result<CountyInputs, StoreError> {
+    let digest = registry_digest(store, params, division)?;
     let mut inputs = Inputs::default();
     let window = (
         params.period.first_day() - Duration::days(WINDOW_DAYS),
         params.period.last_day() + Duration::days(WINDOW_DAYS),
     );
-    let mut own: HashSet<String> = HashSet::new();
-    store.for_each_in_division(Feed::Registry, division, None, |r| {
-        if let Record::Person(p) = r {
-            own.insert(p.person_key.clone());
-            inputs.registry.push(p);
-        }
-    })?;
     for feed in [
         Feed::HealthBirths,
         Feed::PoliceHukou,
@@ -81,32 +149,93 @@ pub fn partition_inputs(
         })?;
     }
     let (named, mothers) = named_ids(&inputs);
-    let held: HashSet<&str> = inputs
-        .registry
-        .iter()
-        .filter_map(|p| p.id_number.as_ref().map(IdNumber::as_str))
-        .collect();
-    let missing: Vec<&str> = named
-        .iter()
-        .map(String::as_str)
-        .filter(|id| !held.contains(id))
-        .collect();
+    let named: Vec<&str> = named.iter().map(String::as_str).collect();
     let mothers: Vec<&str> = mothers.iter().map(String::as_str).collect();
-    let mut foreign: HashSet<String> = HashSet::new();
-    let mut found = store.registry_by_ids(RegistryId::Own, &missing)?;
-    found.extend(store.registry_by_ids(RegistryId::Mother, &mothers)?);
-    for record in found {
-        if let Record::Person(p) = record {
-            if !own.contains(&p.person_key) && foreign.insert(p.person_key.clone()) {
-                inputs.registry.push(p);
-            }
-        }
+    let holders: Vec<Person> = persons(store.registry_by_ids(RegistryId::Own, &named)?).collect();
+    let own = |p: &Person| p.division() == division;
+    let held: HashSet<String> = holders
+        .iter()
+        .filter(|p| own(p))
+        .filter_map(|p| p.id_number.as_ref().map(|id| id.as_str().to_owned()))
+        .collect();
+    // A number the county holds is its own person's, as a job reading the whole county found.
+    let mut loaded: Vec<Person> = holders
+        .into_iter()
+        .filter(|p| {
+            own(p)
+                || !p
+                    .id_number
+                    .as_ref()
+                    .is_some_and(|id| held.contains(id.as_str()))
+        })
+        .collect();
+    loaded.extend(persons(
+        store.registry_by_ids(RegistryId::Mother, &mothers)?,
+    ));
+    let by_key = |loaded: &mut Vec<Person>| {
+        // The engine's results must not depend on the order rows came in.
+        loaded.sort_by(|a, b| a.person_key.cmp(&b.person_key));
+        loaded.dedup_by(|a, b| a.person_key == b.person_key);
+    };
+    by_key(&mut loaded);
+    let foreign_rows: Vec<PersonRow> = loaded
+        .iter()
+        .filter(|p| !own(p))
+        .map(PersonRow::of)
+        .collect();
+    let (from, to) = (window.0.to_string(), window.1.to_string());
+    let identities: HashSet<(&str, &str, &str, &str)> = foreign_rows
+        .iter()
+        .filter(|r| !r.name.is_empty() && !r.birth_date.is_empty() && !r.mother_id.is_empty())
+        .map(|r| {
+            (
+                r.name.as_str(),
+                r.sex.as_str(),
+                r.birth_date.as_str(),
+                r.mother_id.as_str(),
+            )
+        })
+        .collect();
+    let wanted: Vec<&str> = digest
+        .persons
+        .iter()
+        .filter(|r| {
+            (r.birth_date >= from && r.birth_date <= to)
+                || identities.contains(&(
+                    r.name.as_str(),
+                    r.sex.as_str(),
+                    r.birth_date.as_str(),
+                    r.mother_id.as_str(),
+                ))
+        })
+        .map(|r| r.key.as_str())
+        .collect();
+    loaded.extend(persons(store.registry_by_keys(&wanted)?));
+    by_key(&mut loaded);
+    inputs.registry = loaded;
+    let foreign: HashSet<String> = foreign_rows.iter().map(|r| r.key.clone()).collect();
+    let mut population = digest.persons;
+    population.extend(foreign_rows);
+    population.sort_by(|a, b| a.key.cmp(&b.key));
+    let period = params.period.to_string();
+    let mut checks = digest.checks;
+    for d in &mut checks {
+        d.period.clone_from(&period);
     }
-    // The engine's results must not depend on the order rows came in.
-    inputs
-        .registry
-        .sort_by(|a, b| a.person_key.cmp(&b.person_key));
-    Ok((inputs, foreign))
+    Ok(CountyInputs {
+        inputs,
+        foreign,
+        population,
+        checks,
+    })
+}
+
+/// The persons among registry records.
+fn persons(records: Vec<Record>) -> impl Iterator<Item = Person> {
+    records.into_iter().filter_map(|r| match r {
+        Record::Person(p) => Some(p),
+        _ => None,
+    })
 }
 
 /// Valid identity numbers the feed records name, and the mothers' among them (whose children
@@ -150,7 +279,12 @@ pub fn run_partition(
     division: &str,
     retrain: bool,
 ) -> Result<PartitionFindings, StoreError> {
-    let (inputs, foreign) = partition_inputs(store, params, division)?;
+    let CountyInputs {
+        inputs,
+        foreign,
+        population,
+        checks,
+    } = partition_inputs(store, params, division)?;
     let name = births_model_name(division);
     let saved = if retrain {
         None
@@ -160,7 +294,11 @@ pub fn run_partition(
     let model: Option<Model> = saved
         .and_then(|(json, _)| serde_json::from_str::<Model>(&json).ok())
         .filter(super::births::model_fits);
-    let (found, trained) = find_discrepancies_with(&inputs, params, model.as_ref());
+    let scope = Scope::Part {
+        population: &population,
+    };
+    let (mut found, trained) = find_in_scope(&inputs, params, model.as_ref(), scope);
+    found.extend(checks);
     if let Some(m) = trained {
         store.save_linkage_model(&name, &serde_json::to_string(&m).expect("models serialise"))?;
     }
@@ -412,6 +550,7 @@ pub fn run_partitioned(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::find_discrepancies_with;
 
     fn person(key: &str, division: &str, id: &str) -> Record {
         Record::Person(Person {
@@ -476,5 +615,116 @@ mod tests {
             .unwrap()
             .iter()
             .any(|d| d.anchor == "P1|P2"));
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    fn person(key: &str, division: &str, id: &str) -> Record {
+        Record::Person(Person {
+            person_key: key.into(),
+            id_number: IdNumber::parse(id),
+            name: "张伟".into(),
+            sex: Sex::Male,
+            birth_date: chrono::NaiveDate::from_ymd_opt(1990, 1, 1),
+            hukou_division: division.parse().ok(),
+            residence_division: None,
+            marital_status: None,
+            spouse_id_number: None,
+            mother_id_number: None,
+            father_id_number: None,
+            status: PersonStatus::Resident,
+            updated_at: None,
+        })
+    }
+
+    fn id(body: &str) -> String {
+        format!("{body}{}", check_char(body))
+    }
+
+    fn load(store: &mut Store, sha: &str, records: Vec<Record>) {
+        let mut w = store
+            .begin_file("registry.csv", sha, 10, "registry", "m")
+            .unwrap();
+        let n = records.len() as u64;
+        for (i, r) in records.into_iter().enumerate() {
+            w.add(r, &format!("row {}", i + 1)).unwrap();
+        }
+        w.finish(n, None).unwrap();
+    }
+
+    /// The duplicate pairs a partitioned run finds (and leaves open).
+    fn duplicates(store: &mut Store, params: &Params) -> Vec<String> {
+        let summary =
+            run_partitioned(store, Store::open_in_memory, params, false, 1).expect("the run");
+        let open: Vec<String> = store
+            .discrepancies(&params.period.to_string(), Some("open"))
+            .unwrap()
+            .into_iter()
+            .map(|d| d.discrepancy)
+            .filter(|d| d.kind == DiscrepancyKind::DuplicateRegistryRecord)
+            .map(|d| d.anchor)
+            .collect();
+        assert_eq!(
+            summary.by_kind["duplicate_registry_record"] as usize,
+            open.len()
+        );
+        open
+    }
+
+    #[test]
+    fn a_county_digest_is_kept_until_its_registry_changes_and_then_made_again() {
+        let mut store = Store::open_in_memory().unwrap();
+        let params = Params {
+            period: "2026-10".parse().unwrap(),
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            grace_days: 30,
+            region_prefix: "4106".into(),
+        };
+        let (a, b) = (id("41061119900101001"), id("41062119900101003"));
+        load(
+            &mut store,
+            "first",
+            vec![
+                person("P1", "410611", &a),
+                person("P2", "410611", &a),
+                person("P3", "410621", &b),
+            ],
+        );
+        let before = store.division_version(Feed::Registry, "410621").unwrap();
+        assert_eq!(duplicates(&mut store, &params), ["P1|P2"]);
+        let (made_at, _) = store.registry_digest("410611").unwrap().expect("kept");
+        assert_eq!(
+            made_at,
+            store.division_version(Feed::Registry, "410611").unwrap()
+        );
+
+        // P2's number is corrected: county 410611 changed, 410621 did not.
+        load(
+            &mut store,
+            "second",
+            vec![person("P2", "410611", &id("41061119900101002"))],
+        );
+        assert_eq!(
+            store.division_version(Feed::Registry, "410621").unwrap(),
+            before
+        );
+        assert!(store.division_version(Feed::Registry, "410611").unwrap() > made_at);
+        assert!(
+            duplicates(&mut store, &params).is_empty(),
+            "the county's digest was made again"
+        );
+
+        // P3 moves to 410611 with P1's number: both counties changed.
+        let (one, two) = (
+            store.division_version(Feed::Registry, "410611").unwrap(),
+            store.division_version(Feed::Registry, "410621").unwrap(),
+        );
+        load(&mut store, "third", vec![person("P3", "410611", &a)]);
+        assert!(store.division_version(Feed::Registry, "410611").unwrap() > one);
+        assert!(store.division_version(Feed::Registry, "410621").unwrap() > two);
+        assert_eq!(duplicates(&mut store, &params), ["P1|P3"]);
     }
 }

@@ -5,9 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{division_text, Finding, Findings, Inputs, Params};
 use crate::model::*;
 
+/// Every registry-only finding and every bad identity number, over a whole registry.
 pub(super) fn reconcile(inputs: &Inputs, params: &Params, out: &mut Findings) {
     duplicates(&inputs.registry, out);
-    invalid_identifiers(inputs, params, out);
+    invalid_registry_identifiers(&inputs.registry, out);
+    invalid_feed_identifiers(inputs, params, out);
+}
+
+/// The checks of registry persons alone: duplicates among them and their bad numbers.
+pub(super) fn persons(persons: &[Person], out: &mut Findings) {
+    duplicates(persons, out);
+    invalid_registry_identifiers(persons, out);
 }
 
 /// Two registry records are the same person when they hold the same valid identity number,
@@ -79,10 +87,9 @@ pub(super) fn duplicates(persons: &[Person], out: &mut Findings) {
     }
 }
 
-/// One `invalid_identifier` per record carrying at least one bad identity number.
-fn invalid_identifiers(inputs: &Inputs, params: &Params, out: &mut Findings) {
-    let in_period = |d: chrono::NaiveDate| params.period.contains(d);
-    for p in &inputs.registry {
+/// One `invalid_identifier` per registry person carrying at least one bad identity number.
+fn invalid_registry_identifiers(persons: &[Person], out: &mut Findings) {
+    for p in persons {
         let ids = [
             ("id_number", &p.id_number),
             ("mother_id_number", &p.mother_id_number),
@@ -98,6 +105,11 @@ fn invalid_identifiers(inputs: &Inputs, params: &Params, out: &mut Findings) {
             &ids,
         );
     }
+}
+
+/// One `invalid_identifier` per feed record of the period carrying at least one bad number.
+pub(super) fn invalid_feed_identifiers(inputs: &Inputs, params: &Params, out: &mut Findings) {
+    let in_period = |d: chrono::NaiveDate| params.period.contains(d);
     for b in inputs.births.iter().filter(|b| in_period(b.birth_date)) {
         let ids = [("mother_id", &b.mother_id), ("father_id", &b.father_id)];
         let division =

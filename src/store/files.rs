@@ -140,6 +140,7 @@ impl Store {
             upserted: 0,
             unchanged: 0,
             quarantined: 0,
+            touched: Touched::default(),
         })
     }
 }
@@ -160,6 +161,38 @@ pub struct FileWriter<'a> {
     upserted: u64,
     unchanged: u64,
     quarantined: u64,
+    touched: Touched,
+}
+
+/// The counties whose records of each feed a write changed (where a record was and where it
+/// is now): their versions move on when the write commits, which tells a reconciliation that
+/// what it kept about a county is out of date.
+#[derive(Default)]
+pub(super) struct Touched(
+    std::collections::BTreeMap<&'static str, std::collections::BTreeSet<String>>,
+);
+
+impl Touched {
+    fn add(&mut self, feed: &'static str, division: &str) {
+        let divisions = self.0.entry(feed).or_default();
+        if !divisions.contains(division) {
+            divisions.insert(division.to_owned());
+        }
+    }
+
+    /// Moves each touched county's version on, inside the write's transaction.
+    pub(super) fn save(&self, conn: &Conn) -> Result<()> {
+        for (feed, divisions) in &self.0 {
+            for division in divisions {
+                conn.execute(
+                    "INSERT INTO division_versions (feed, division, version) VALUES (?1, ?2, 1)
+                     ON CONFLICT (feed, division) DO UPDATE SET version = division_versions.version + 1",
+                    args![*feed, division],
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Records stored per batch: one lookup and one multi-row upsert each, instead of two round
@@ -227,7 +260,8 @@ impl FileWriter<'_> {
 
     fn flush(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.pending);
-        let (changed, unchanged) = upsert_batch(&self.tx, &batch, self.file_id, self.bulk)?;
+        let (changed, unchanged) =
+            upsert_batch(&self.tx, &batch, self.file_id, self.bulk, &mut self.touched)?;
         self.upserted += changed;
         self.unchanged += unchanged;
         if self.tx.is_postgres() && self.upserted >= self.next_analyze {
@@ -239,7 +273,13 @@ impl FileWriter<'_> {
 
     pub fn upsert(&mut self, record: &Record, location: &str) -> Result<UpsertOutcome> {
         self.flush()?;
-        let outcome = upsert_record(&self.tx, record, Some(self.file_id), location)?;
+        let outcome = upsert_record(
+            &self.tx,
+            record,
+            Some(self.file_id),
+            location,
+            &mut self.touched,
+        )?;
         if outcome.changed() {
             self.upserted += 1;
         } else {
@@ -299,6 +339,7 @@ impl FileWriter<'_> {
                 ))?;
             }
         }
+        self.touched.save(&self.tx)?;
         self.tx.execute(
             "UPDATE landed_files SET records_read = ?2, upserted = ?3, unchanged = ?4, quarantined = ?5, error = ?6 WHERE id = ?1",
             args![self.file_id, records_read, self.upserted, self.unchanged, self.quarantined, error],
@@ -315,18 +356,27 @@ pub(super) fn upsert_record(
     record: &Record,
     file_id: Option<i64>,
     location: &str,
+    touched: &mut Touched,
 ) -> Result<UpsertOutcome> {
     let row = RecordRow::new(record, location);
-    let existing: Option<(String, Option<String>)> = conn
+    let existing: Option<((String, Option<String>), String)> = conn
         .query_opt(
-            "SELECT content_hash, version FROM records WHERE feed = ?1 AND record_key = ?2",
+            "SELECT content_hash, version, division FROM records WHERE feed = ?1 AND record_key = ?2",
             args![row.feed, row.key],
         )?
-        .map(|r| Ok::<_, super::StoreError>((r.get(0)?, r.get(1)?)))
+        .map(|r| Ok::<_, super::StoreError>(((r.get(0)?, r.get(1)?), r.get(2)?)))
         .transpose()?;
-    let outcome = decide(existing.as_ref(), &row.hash, row.version.as_deref());
+    let outcome = decide(
+        existing.as_ref().map(|(stored, _)| stored),
+        &row.hash,
+        row.version.as_deref(),
+    );
     if outcome.changed() {
         conn.execute(&upsert_sql(1), &row.params(file_id, &now()))?;
+        touched.add(row.feed, &row.division);
+        if let Some((_, before)) = &existing {
+            touched.add(row.feed, before);
+        }
     }
     Ok(outcome)
 }
@@ -438,11 +488,14 @@ fn upsert_batch(
     batch: &[(Record, String)],
     file_id: i64,
     bulk: bool,
+    touched: &mut Touched,
 ) -> Result<(u64, u64)> {
     if batch.is_empty() {
         return Ok((0, 0));
     }
     let mut stored: std::collections::HashMap<(&'static str, String), (String, Option<String>)> =
+        std::collections::HashMap::new();
+    let mut stored_division: std::collections::HashMap<(&'static str, String), String> =
         std::collections::HashMap::new();
     let mut by_feed: std::collections::BTreeMap<&'static str, Vec<String>> = Default::default();
     for (record, _) in batch {
@@ -457,12 +510,14 @@ fn upsert_batch(
         params.extend(keys.iter().map(|k| Param::Text(k)));
         for r in conn.query(
             &format!(
-                "SELECT record_key, content_hash, version FROM records WHERE feed = ?1 AND record_key IN ({})",
+                "SELECT record_key, content_hash, version, division FROM records WHERE feed = ?1 AND record_key IN ({})",
                 marks.join(", ")
             ),
             &params,
         )? {
-            stored.insert((feed, r.get(0)?), (r.get(1)?, r.get(2)?));
+            let key: String = r.get(0)?;
+            stored.insert((feed, key.clone()), (r.get(1)?, r.get(2)?));
+            stored_division.insert((feed, key), r.get(3)?);
         }
     }
     let in_table: std::collections::HashSet<(&'static str, String)> =
@@ -479,6 +534,10 @@ fn upsert_batch(
             continue;
         }
         changed += 1;
+        touched.add(row.feed, &row.division);
+        if let Some(before) = stored_division.get(&id) {
+            touched.add(row.feed, before);
+        }
         stored.insert(id.clone(), (row.hash.clone(), row.version.clone()));
         match row_of.get(&id) {
             Some(&i) => rows[i] = row,

@@ -61,6 +61,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "covering_id_index",
         include_str!("migrations/0008_covering_id_index.sql"),
     ),
+    (
+        "registry_digests",
+        include_str!("migrations/0009_registry_digests.sql"),
+    ),
 ];
 
 /// The migration whose new columns are filled from the stored records (see

@@ -128,6 +128,62 @@ impl Store {
         Ok(out)
     }
 
+    /// Current registry persons by their keys (absent keys are left out).
+    pub fn registry_by_keys(&self, keys: &[&str]) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(LOOKUP) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
+            let mut params: Vec<Param> = vec![Param::Text(Feed::Registry.name())];
+            params.extend(chunk.iter().map(|k| Param::Text(k)));
+            let sql = format!(
+                "SELECT record_key, data FROM records WHERE feed = ?1 AND record_key IN ({}) AND retired = 0",
+                marks.join(", ")
+            );
+            for row in self.conn.query(&sql, &params)? {
+                out.push(decode_record(
+                    "registry",
+                    row.get(0)?,
+                    &row.get::<String>(1)?,
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many times the records of `feed` in `division` have changed since versions were
+    /// kept (0: not since).
+    pub fn division_version(&self, feed: Feed, division: &str) -> Result<i64> {
+        self.conn
+            .query_opt(
+                "SELECT version FROM division_versions WHERE feed = ?1 AND division = ?2",
+                args![feed.name(), division],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    }
+
+    /// The digest kept for a county's registry: the registry version it was made at, and its body.
+    pub fn registry_digest(&self, division: &str) -> Result<Option<(i64, String)>> {
+        self.conn
+            .query_opt(
+                "SELECT version, body FROM registry_digests WHERE division = ?1",
+                args![division],
+            )?
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .transpose()
+    }
+
+    /// Keeps a county's registry digest made at `version`, replacing the one before.
+    pub fn save_registry_digest(&mut self, division: &str, version: i64, body: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO registry_digests (division, version, body, made_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (division) DO UPDATE SET version = excluded.version, body = excluded.body, made_at = excluded.made_at",
+            args![division, version, body, now()],
+        )?;
+        Ok(())
+    }
+
     /// Identity numbers that registry persons of more than one county hold: the only
     /// duplicates no single county can see.
     pub fn ids_in_several_divisions(&self) -> Result<Vec<String>> {

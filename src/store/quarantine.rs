@@ -2,7 +2,7 @@
 
 use super::sql::{args, Row};
 
-use super::files::upsert_record;
+use super::files::{upsert_record, Touched};
 use super::{now, Result, Store, StoreError, UpsertOutcome};
 use crate::model::Record;
 
@@ -77,7 +77,9 @@ impl Store {
     pub fn resolve_quarantined(&mut self, id: i64, record: &Record) -> Result<UpsertOutcome> {
         let entry = self.quarantine_entry(id)?;
         let tx = self.conn.transaction()?;
-        let outcome = upsert_record(&tx, record, entry.file_id, &entry.location)?;
+        let mut touched = Touched::default();
+        let outcome = upsert_record(&tx, record, entry.file_id, &entry.location, &mut touched)?;
+        touched.save(&tx)?;
         tx.execute(
             "UPDATE quarantine SET status = 'resolved', resolved_at = ?2 WHERE id = ?1",
             args![id, now()],
