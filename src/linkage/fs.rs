@@ -565,6 +565,12 @@ impl<'a> Linker<'a> {
 
     /// Candidate pairs from all blocking rules, each pair once.
     pub fn candidates(&self) -> Candidates {
+        self.candidates_where(|_, _| true)
+    }
+
+    /// The candidate pairs `keep` accepts, in the order [`Linker::candidates`] gives them
+    /// (scoring with a model already trained needs only the pairs still open).
+    pub fn candidates_where(&self, keep: impl Fn(u32, u32) -> bool) -> Candidates {
         let (lk, rk) = self.rule_keys();
         let mut pairs = Vec::new();
         let mut per_rule = vec![0u64; self.rules.len()];
@@ -588,7 +594,7 @@ impl<'a> Linker<'a> {
                     if self.dedupe && i >= j as u32 {
                         continue;
                     }
-                    if !seen_before(i, j as u32) {
+                    if !seen_before(i, j as u32) && keep(i, j as u32) {
                         pairs.push((i, j as u32));
                         per_rule[r] += 1;
                     }

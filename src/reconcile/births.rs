@@ -330,22 +330,24 @@ fn probable_links(
     let Ok(linker) = Linker::new(settings, &left, Some(&right)) else {
         return (out, None);
     };
-    let candidates = linker.candidates();
-    let (model, trained) = match model {
-        Some(m) => (m.clone(), None),
+    let taken: HashSet<usize> = matched.iter().flatten().copied().collect();
+    let is_open = |i: u32, j: u32| {
+        matched[left_index[i as usize]].is_none() && !taken.contains(&right_index[j as usize])
+    };
+    // Training needs every candidate pair; scoring with a kept model only the open ones.
+    let (model, trained, open) = match model {
+        Some(m) => (m.clone(), None, linker.candidates_where(is_open).pairs),
         None => {
+            let candidates = linker.candidates();
             let m = linker.train(&candidates.pairs);
-            (m.clone(), Some(m))
+            let open: Vec<(u32, u32)> = candidates
+                .pairs
+                .into_iter()
+                .filter(|&(i, j)| is_open(i, j))
+                .collect();
+            (m.clone(), Some(m), open)
         }
     };
-    let taken: HashSet<usize> = matched.iter().flatten().copied().collect();
-    let open: Vec<(u32, u32)> = candidates
-        .pairs
-        .into_iter()
-        .filter(|&(i, j)| {
-            matched[left_index[i as usize]].is_none() && !taken.contains(&right_index[j as usize])
-        })
-        .collect();
     let mut scored = linker.score(&model, &open);
     scored.sort_by(|a, b| {
         b.weight
