@@ -6,7 +6,7 @@
 //! its own keys fix, as Splink does); the prior from the expected matches EM finds. Exact
 //! matches on term-frequency columns are weighted by how common the value is.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use pinyin::ToPinyin;
 use rand::{RngExt, SeedableRng};
@@ -246,6 +246,61 @@ fn apply_func(func: Func, v: &str) -> String {
     }
 }
 
+/// The population a right side is drawn from when it holds only the left records'
+/// block-mates: what training and scoring would otherwise take from a right side holding the
+/// whole population (its size for the prior, u-probabilities from random pairs, and value
+/// frequencies), measured once on the population and kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Population {
+    /// Records in the population.
+    pub size: u64,
+    /// Per comparison, the share of each level among random pairs of the population.
+    pub u: Vec<Vec<f64>>,
+    /// Per comparison with `tf`, how many records hold each value.
+    pub counts: Vec<Option<BTreeMap<String, u64>>>,
+}
+
+impl Population {
+    /// Measures `table` (every record of the population) under `settings`: counts of every
+    /// value, and u from `settings.u_sample` random pairs among an even sample of at most
+    /// `sample` records (preparing millions of records for comparison takes gigabytes).
+    pub fn measure(
+        settings: &Settings,
+        table: &Table,
+        sample: usize,
+    ) -> anyhow::Result<Population> {
+        let stride = table.rows.len().div_ceil(sample.max(1)).max(1);
+        let sampled = Table {
+            columns: table.columns.clone(),
+            rows: table.rows.iter().step_by(stride).cloned().collect(),
+        };
+        let linker = Linker::new(settings.clone(), &sampled, None)?;
+        let u = linker.random_u();
+        let counts = settings
+            .comparisons
+            .iter()
+            .zip(&linker.cols)
+            .map(|(c, &(l, _))| {
+                c.tf.then(|| {
+                    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                    for row in &table.rows {
+                        let v = row[l].trim();
+                        if !v.is_empty() {
+                            *counts.entry(v.to_owned()).or_default() += 1;
+                        }
+                    }
+                    counts
+                })
+            })
+            .collect();
+        Ok(Population {
+            size: table.rows.len() as u64,
+            u,
+            counts,
+        })
+    }
+}
+
 /// Links two tables (or deduplicates one, when `right` is `None`).
 pub struct Linker<'a> {
     pub settings: Settings,
@@ -268,6 +323,8 @@ pub struct Linker<'a> {
     tf_left: Vec<Option<Vec<f64>>>,
     left_ids: usize,
     right_ids: usize,
+    /// Set when the right side holds only block-mates from this population.
+    population: Option<&'a Population>,
 }
 
 /// Blocking keys of every record under every rule, `[rule][record]`.
@@ -508,7 +565,50 @@ impl<'a> Linker<'a> {
             tf_left,
             left_ids,
             right_ids,
+            population: None,
         })
+    }
+
+    /// Links `left` with `right`, the block-mates of its records drawn from `population`:
+    /// training and scoring are as against the whole population (value frequencies, the
+    /// prior's pair count, u-probabilities), comparing only the block-mates.
+    pub fn with_population(
+        settings: Settings,
+        left: &'a Table,
+        right: &'a Table,
+        population: &'a Population,
+    ) -> anyhow::Result<Linker<'a>> {
+        anyhow::ensure!(
+            population.u.len() == settings.comparisons.len()
+                && population.counts.len() == settings.comparisons.len(),
+            "the population was measured under other settings"
+        );
+        let mut linker = Linker::new(settings, left, Some(right))?;
+        for (c, counts) in population.counts.iter().enumerate() {
+            let Some(counts) = counts else { continue };
+            // As a right side holding the population counts its values with the left's.
+            let l = linker.cols[c].0;
+            let mut own: HashMap<&str, u64> = HashMap::new();
+            for row in &left.rows {
+                let v = row[l].trim();
+                if !v.is_empty() {
+                    *own.entry(v).or_default() += 1;
+                }
+            }
+            let total = (counts.values().sum::<u64>() + own.values().sum::<u64>()) as f64;
+            let shares = left
+                .rows
+                .iter()
+                .map(|row| {
+                    let v = row[l].trim();
+                    let n = counts.get(v).copied().unwrap_or(0) + own.get(v).copied().unwrap_or(0);
+                    n as f64 / total.max(1.0)
+                })
+                .collect();
+            linker.tf_left[c] = Some(shares);
+        }
+        linker.population = Some(population);
+        Ok(linker)
     }
 
     pub fn left_id(&self, i: u32) -> &str {
@@ -642,7 +742,10 @@ impl<'a> Linker<'a> {
     }
 
     fn total_pairs(&self) -> f64 {
-        let (n, m) = (self.left.rows.len() as f64, self.right.rows.len() as f64);
+        let n = self.left.rows.len() as f64;
+        let m = self
+            .population
+            .map_or(self.right.rows.len() as f64, |p| p.size as f64);
         if self.dedupe {
             n * (n - 1.0) / 2.0
         } else {
@@ -650,16 +753,10 @@ impl<'a> Linker<'a> {
         }
     }
 
-    /// Trains u on random pairs and m and the prior by EM on `candidates`.
-    pub fn train(&self, candidates: &[(u32, u32)]) -> Model {
-        let gammas = self.compare_all(candidates);
-        self.train_with(candidates, &gammas)
-    }
-
-    /// As [`Linker::train`], with the candidates' levels already computed.
-    pub fn train_with(&self, candidates: &[(u32, u32)], gammas: &Gammas) -> Model {
+    /// u: each comparison's level shares among random pairs, almost all of which are
+    /// non-matches.
+    fn random_u(&self) -> Vec<Vec<f64>> {
         let levels: Vec<usize> = self.methods.iter().map(Method::level_count).collect();
-        // u: level shares among random pairs, almost all of which are non-matches.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
         let (n, m) = (self.left.rows.len(), self.right.rows.len());
         let samples = self
@@ -682,7 +779,22 @@ impl<'a> Linker<'a> {
                 u_counts[c][g as usize] += 1.0;
             }
         }
-        let u: Vec<Vec<f64>> = u_counts.iter().map(|c| normalise(&c[1..], 0.5)).collect();
+        u_counts.iter().map(|c| normalise(&c[1..], 0.5)).collect()
+    }
+
+    /// Trains u on random pairs and m and the prior by EM on `candidates`.
+    pub fn train(&self, candidates: &[(u32, u32)]) -> Model {
+        let gammas = self.compare_all(candidates);
+        self.train_with(candidates, &gammas)
+    }
+
+    /// As [`Linker::train`], with the candidates' levels already computed.
+    pub fn train_with(&self, candidates: &[(u32, u32)], gammas: &Gammas) -> Model {
+        let levels: Vec<usize> = self.methods.iter().map(Method::level_count).collect();
+        let u = match self.population {
+            Some(p) => p.u.clone(),
+            None => self.random_u(),
+        };
 
         // Patterns of levels with their counts: EM works on these, not on every pair. Every
         // rule's session sees all the pairs that rule blocks, not only those it was first to
@@ -976,6 +1088,95 @@ method = { type = "exact" }
 "#,
         )
         .unwrap()
+    }
+
+    /// A population of 600 persons: 200 names over 30 birth dates and 3 towns.
+    fn population_table() -> Table {
+        let surnames = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"];
+        let given = [
+            "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟",
+            "涛", "明", "超", "秀", "霞", "平",
+        ];
+        let mut rows = Vec::new();
+        for i in 0..600 {
+            let name = format!("{}{}", surnames[i % 10], given[(i / 10) % 20]);
+            rows.push(vec![
+                format!("R{i}"),
+                name,
+                format!("1990-01-{:02}", 1 + i % 28),
+                ["淇县", "浚县", "山城"][i % 3].to_owned(),
+            ]);
+        }
+        Table {
+            columns: ["id", "name", "dob", "town"].map(String::from).to_vec(),
+            rows,
+        }
+    }
+
+    #[test]
+    fn block_mates_with_their_population_score_as_the_whole_population_does() {
+        let whole = population_table();
+        // Probes: two persons of the population with a typo each, one nobody.
+        let left = table(&[
+            ["L1", "王伟", "1990-01-01", "淇县"],
+            ["L2", "李芳", "1990-01-03", "浚县"],
+            ["L3", "欧阳修", "1990-02-20", "山城"],
+        ]);
+        let full = Linker::new(settings(), &left, Some(&whole)).unwrap();
+        let full_pairs = full.candidates().pairs;
+        let full_model = full.train(&full_pairs);
+        let mates: std::collections::HashSet<u32> = full_pairs.iter().map(|p| p.1).collect();
+        let right = Table {
+            columns: whole.columns.clone(),
+            rows: (0..whole.rows.len() as u32)
+                .filter(|j| mates.contains(j))
+                .map(|j| whole.rows[j as usize].clone())
+                .collect(),
+        };
+        assert!(
+            right.rows.len() < whole.rows.len() / 2,
+            "{}",
+            right.rows.len()
+        );
+        let population = Population::measure(&settings(), &whole, 1_000).unwrap();
+        assert_eq!(population.size, 600);
+        let part = Linker::with_population(settings(), &left, &right, &population).unwrap();
+        let part_pairs = part.candidates().pairs;
+        assert_eq!(part_pairs.len(), full_pairs.len());
+        let part_model = part.train(&part_pairs);
+        // The prior counts the population's pairs, not the block-mates'.
+        let ratio = part_model.prior / full_model.prior;
+        assert!((0.5..2.0).contains(&ratio), "{ratio}");
+        let best = |linker: &Linker, model: &Model, pairs: &[(u32, u32)]| {
+            let mut best: std::collections::BTreeMap<String, (String, f64)> = Default::default();
+            for s in linker.score(model, pairs) {
+                let entry = best
+                    .entry(linker.left_id(s.left).to_owned())
+                    .or_insert((String::new(), f64::MIN));
+                if s.weight > entry.1 {
+                    *entry = (linker.right_id(s.right).to_owned(), s.weight);
+                }
+            }
+            best
+        };
+        let (a, b) = (
+            best(&full, &full_model, &full_pairs),
+            best(&part, &part_model, &part_pairs),
+        );
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (left, (right, weight)) in &a {
+            assert_eq!(&b[left].0, right, "best match of {left}");
+            // u comes from pairs of the population rather than of the probes with it.
+            assert!(
+                (b[left].1 - weight).abs() < 2.5,
+                "{left}: {weight} vs {}",
+                b[left].1
+            );
+        }
+        // Measured under other settings, a population is refused.
+        let mut other = population.clone();
+        other.u.pop();
+        assert!(Linker::with_population(settings(), &left, &right, &other).is_err());
     }
 
     #[test]

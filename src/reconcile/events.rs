@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use super::{division_text, is_ours, Finding, Findings, Inputs, Params, PersonRow};
+use crate::linkage::fs::{Population, Table};
 use crate::linkage::ExactLinker;
 use crate::model::*;
 
@@ -10,7 +11,8 @@ pub(super) fn reconcile(
     inputs: &Inputs,
     params: &Params,
     linker: &ExactLinker,
-    population: &[PersonRow],
+    persons: &[PersonRow],
+    population: &Population,
     out: &mut Findings,
 ) {
     for m in inputs
@@ -34,7 +36,7 @@ pub(super) fn reconcile(
     {
         migrant(m, params, linker, out);
     }
-    resolve_unknown(population, out);
+    resolve_unknown(persons, population, out);
 }
 
 fn person<'a>(linker: &ExactLinker<'a>, id: &IdNumber) -> Option<&'a Person> {
@@ -98,19 +100,62 @@ fn unknown_person(
 /// Settings of the search for unknown persons; see config/linkage-persons.toml.
 const PERSON_SETTINGS: &str = include_str!("../../config/linkage-persons.toml");
 
-/// Registry persons beyond block-mates that the search for unknown persons compares with.
+/// Registry persons among whom the search for unknown persons measures its u-probabilities.
 const POPULATION_SAMPLE: usize = 200_000;
 
 /// The best registry person for each probed person: (person, probability, evidence, sure).
 type PersonLink = Option<(usize, f64, serde_json::Value, bool)>;
 
-fn search_persons(probes: &[UnknownProbe], persons: &[PersonRow]) -> Vec<Vec<PersonLink>> {
-    use crate::linkage::fs::{Decision, Linker, Settings, Table};
-    let columns: Vec<String> = ["key", "id_number", "name", "birth_date", "sex", "division"]
+fn person_settings() -> crate::linkage::fs::Settings {
+    crate::linkage::fs::Settings::from_toml(PERSON_SETTINGS)
+        .expect("the shipped linkage settings are valid")
+}
+
+/// The columns the search compares, in the order of [`search_row`].
+fn search_columns() -> Vec<String> {
+    ["key", "id_number", "name", "birth_date", "sex", "division"]
         .map(String::from)
-        .to_vec();
+        .to_vec()
+}
+
+/// Registry person `i` as the search compares them.
+fn search_row(i: usize, p: &PersonRow) -> Vec<String> {
+    vec![
+        i.to_string(),
+        p.id_number.clone(),
+        p.name.clone(),
+        p.birth_date.clone(),
+        p.sex.clone(),
+        p.division.clone(),
+    ]
+}
+
+/// What the search for unknown persons needs of the population it looks among (a county's
+/// or a region's registry persons): measured once, kept while they do not change.
+pub(crate) fn measure_population(persons: &[PersonRow]) -> Population {
+    let table = Table {
+        columns: search_columns(),
+        rows: persons
+            .iter()
+            .enumerate()
+            .map(|(i, p)| search_row(i, p))
+            .collect(),
+    };
+    Population::measure(&person_settings(), &table, POPULATION_SAMPLE)
+        .expect("the search's columns are the settings' columns")
+}
+
+/// Compares each probed person with the registry persons sharing a blocking key with them
+/// (birth date and sex, or name and sex), trained and scored as against all of `persons`
+/// (measured in `population`).
+fn search_persons(
+    probes: &[UnknownProbe],
+    persons: &[PersonRow],
+    population: &Population,
+) -> Vec<Vec<PersonLink>> {
+    use crate::linkage::fs::{Decision, Linker};
     let mut left = Table {
-        columns: columns.clone(),
+        columns: search_columns(),
         rows: Vec::new(),
     };
     let mut index = Vec::new();
@@ -127,11 +172,6 @@ fn search_persons(probes: &[UnknownProbe], persons: &[PersonRow]) -> Vec<Vec<Per
             index.push((pi, k));
         }
     }
-    // Candidates come only from persons sharing a blocking key (birth date and sex, or name
-    // and sex) with a probe; the model's u-probabilities and name frequencies need the
-    // population, for which an even sample of SAMPLE persons does. A registry smaller than
-    // that is taken whole. Preparing a province county's every person for comparison took
-    // gigabytes.
     let blocks: HashSet<(&str, &str)> = left
         .rows
         .iter()
@@ -142,31 +182,21 @@ fn search_persons(probes: &[UnknownProbe], persons: &[PersonRow]) -> Vec<Vec<Per
             ]
         })
         .collect();
-    let stride = persons.len().div_ceil(POPULATION_SAMPLE).max(1);
-    let mut right = Table {
-        columns,
-        rows: Vec::new(),
+    let right = Table {
+        columns: search_columns(),
+        rows: persons
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                blocks.contains(&(p.birth_date.as_str(), p.sex.as_str()))
+                    || blocks.contains(&(p.name.as_str(), p.sex.as_str()))
+            })
+            .map(|(i, p)| search_row(i, p))
+            .collect(),
     };
-    for (i, p) in persons.iter().enumerate() {
-        let in_block = blocks.contains(&(p.birth_date.as_str(), p.sex.as_str()))
-            || blocks.contains(&(p.name.as_str(), p.sex.as_str()));
-        if !in_block && i % stride != 0 {
-            continue;
-        }
-        right.rows.push(vec![
-            i.to_string(),
-            p.id_number.clone(),
-            p.name.clone(),
-            p.birth_date.clone(),
-            p.sex.clone(),
-            p.division.clone(),
-        ]);
-    }
     let mut found: Vec<Vec<PersonLink>> =
         probes.iter().map(|p| vec![None; p.persons.len()]).collect();
-    let settings =
-        Settings::from_toml(PERSON_SETTINGS).expect("the shipped linkage settings are valid");
-    let Ok(linker) = Linker::new(settings, &left, Some(&right)) else {
+    let Ok(linker) = Linker::with_population(person_settings(), &left, &right, population) else {
         return found;
     };
     let candidates = linker.candidates();
@@ -187,12 +217,11 @@ fn search_persons(probes: &[UnknownProbe], persons: &[PersonRow]) -> Vec<Vec<Per
         let (pi, k) = index[row];
         let evidence =
             serde_json::to_value(linker.explain(&model, s.left, s.right)).unwrap_or_default();
-        found[pi][k] = Some((
-            s.right as usize,
-            s.probability,
-            evidence,
-            decision == Decision::Match,
-        ));
+        // The right side's key column holds the person's place in `persons`.
+        let Ok(person) = linker.right_id(s.right).parse::<usize>() else {
+            continue;
+        };
+        found[pi][k] = Some((person, s.probability, evidence, decision == Decision::Match));
     }
     found
 }
@@ -200,12 +229,12 @@ fn search_persons(probes: &[UnknownProbe], persons: &[PersonRow]) -> Vec<Vec<Per
 /// Reports the probed records: a person the search finds surely is no unknown person (a
 /// move-out or death of theirs is checked against their registry status); one found unsurely
 /// is a possible match for an operator to confirm; the rest are unknown persons.
-fn resolve_unknown(persons: &[PersonRow], out: &mut Findings) {
+fn resolve_unknown(persons: &[PersonRow], population: &Population, out: &mut Findings) {
     let probes = std::mem::take(&mut out.unknown);
     if probes.is_empty() {
         return;
     }
-    let found = search_persons(&probes, persons);
+    let found = search_persons(&probes, persons, population);
     for (probe, links) in probes.into_iter().zip(found) {
         let all_sure = links.iter().all(|l| l.as_ref().is_some_and(|l| l.3));
         let all_found = links.iter().all(Option::is_some);

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use crate::linkage::fs::Model;
+use crate::linkage::fs::{Model, Population};
 use crate::linkage::ExactLinker;
 use crate::model::*;
 use crate::store::{SaveSummary, Store, StoreError};
@@ -165,10 +165,14 @@ pub(crate) enum Scope<'a> {
     /// All of it (a whole-region run).
     Whole,
     /// The persons a county job's feed records need (holders of the numbers they name, the
-    /// children of the mothers they name, persons born around the period); `population` is
-    /// every person the search for unknown persons looks among. The checks of the registry
-    /// persons alone (duplicates, bad numbers) are made where the whole county is read.
-    Part { population: &'a [PersonRow] },
+    /// children of the mothers they name, persons born around the period); `persons` is
+    /// every person the search for unknown persons looks among, `population` what it measured
+    /// of them. The checks of the registry persons alone (duplicates, bad numbers) are made
+    /// where the whole county is read.
+    Part {
+        persons: &'a [PersonRow],
+        population: &'a Population,
+    },
 }
 
 pub(crate) fn find_in_scope(
@@ -185,14 +189,19 @@ pub(crate) fn find_in_scope(
     };
     let trained = births::reconcile(inputs, params, &linker, model, &mut out);
     let whole;
-    let population = match scope {
+    let (persons, population) = match scope {
         Scope::Whole => {
-            whole = person_rows(&inputs.registry);
-            &whole[..]
+            let rows = person_rows(&inputs.registry);
+            let measured = events::measure_population(&rows);
+            whole = (rows, measured);
+            (&whole.0[..], &whole.1)
         }
-        Scope::Part { population } => population,
+        Scope::Part {
+            persons,
+            population,
+        } => (persons, population),
     };
-    events::reconcile(inputs, params, &linker, population, &mut out);
+    events::reconcile(inputs, params, &linker, persons, population, &mut out);
     match scope {
         Scope::Whole => registry::reconcile(inputs, params, &mut out),
         Scope::Part { .. } => {
@@ -269,6 +278,11 @@ impl PersonRow {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// What the search for unknown persons measures of `persons` (see [`Scope::Part`]).
+pub(crate) fn measure_population(persons: &[PersonRow]) -> Population {
+    events::measure_population(persons)
 }
 
 /// The rows of `persons`, in their order.

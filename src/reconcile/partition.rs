@@ -24,9 +24,11 @@ use std::time::Instant;
 use chrono::Duration;
 
 use super::{
-    find_in_scope, person_rows, registry_checks, Inputs, Params, PersonRow, RunSummary, Scope,
+    find_in_scope, measure_population, person_rows, registry_checks, Inputs, Params, PersonRow,
+    RunSummary, Scope,
 };
 use crate::linkage::fs::Model;
+use crate::linkage::fs::Population;
 use crate::model::*;
 use crate::store::{PartitionResultRow, PartitionRun, RegistryId, Store, StoreError};
 
@@ -51,7 +53,7 @@ fn births_model_name(division: &str) -> String {
 
 /// Bumped when what a registry digest holds, or how it is made, changes: older ones are made
 /// again.
-const DIGEST_FORMAT: u32 = 1;
+const DIGEST_FORMAT: u32 = 2;
 
 /// What a county's registry gives every month's job, kept in the store until the county's
 /// registry changes. Reading and checking the whole county (170,000 persons in a province) was
@@ -65,6 +67,8 @@ struct RegistryDigest {
     checks: Vec<Discrepancy>,
     /// Every person of the county in key order, as the search for unknown persons sees them.
     persons: Vec<PersonRow>,
+    /// What that search measured of them.
+    population: Population,
 }
 
 /// The kept digest of a county's registry when the registry has not changed since it was
@@ -91,10 +95,12 @@ fn registry_digest(
         }
     })?;
     persons.sort_by(|a, b| a.person_key.cmp(&b.person_key));
+    let rows = person_rows(&persons);
     let digest = RegistryDigest {
         format: DIGEST_FORMAT,
         checks: registry_checks(&persons, params),
-        persons: person_rows(&persons),
+        population: measure_population(&rows),
+        persons: rows,
     };
     // Made at the version read before the county was: a change meanwhile makes it again.
     store.save_registry_digest(
@@ -113,7 +119,9 @@ pub struct CountyInputs {
     pub foreign: HashSet<String>,
     /// Every person of the county and those of other counties loaded, in key order: whom the
     /// search for unknown persons looks among.
-    pub population: Vec<PersonRow>,
+    pub persons: Vec<PersonRow>,
+    /// What that search measured of the county's persons.
+    pub population: Population,
     /// The county's registry checks, stamped with the period.
     pub checks: Vec<Discrepancy>,
 }
@@ -214,9 +222,9 @@ pub fn partition_inputs(
     by_key(&mut loaded);
     inputs.registry = loaded;
     let foreign: HashSet<String> = foreign_rows.iter().map(|r| r.key.clone()).collect();
-    let mut population = digest.persons;
-    population.extend(foreign_rows);
-    population.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut everyone = digest.persons;
+    everyone.extend(foreign_rows);
+    everyone.sort_by(|a, b| a.key.cmp(&b.key));
     let period = params.period.to_string();
     let mut checks = digest.checks;
     for d in &mut checks {
@@ -225,7 +233,8 @@ pub fn partition_inputs(
     Ok(CountyInputs {
         inputs,
         foreign,
-        population,
+        persons: everyone,
+        population: digest.population,
         checks,
     })
 }
@@ -282,6 +291,7 @@ pub fn run_partition(
     let CountyInputs {
         inputs,
         foreign,
+        persons,
         population,
         checks,
     } = partition_inputs(store, params, division)?;
@@ -295,6 +305,7 @@ pub fn run_partition(
         .and_then(|(json, _)| serde_json::from_str::<Model>(&json).ok())
         .filter(super::births::model_fits);
     let scope = Scope::Part {
+        persons: &persons,
         population: &population,
     };
     let (mut found, trained) = find_in_scope(&inputs, params, model.as_ref(), scope);
