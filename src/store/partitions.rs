@@ -163,6 +163,17 @@ impl Store {
             .map(|v| v.unwrap_or(0))
     }
 
+    /// How many times the records of `feed` have changed, over all counties (0: not since
+    /// versions were kept); it moves whenever any county's does.
+    pub fn feed_version(&self, feed: Feed) -> Result<i64> {
+        self.conn
+            .query_one(
+                "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM division_versions WHERE feed = ?1",
+                args![feed.name()],
+            )?
+            .get(0)
+    }
+
     /// The digest kept for a county's registry: the registry version it was made at, and its body.
     pub fn registry_digest(&self, division: &str) -> Result<Option<(i64, String)>> {
         self.conn
