@@ -665,26 +665,31 @@ impl<'a> Linker<'a> {
 
     /// Candidate pairs from all blocking rules, each pair once.
     pub fn candidates(&self) -> Candidates {
-        self.candidates_where(|_, _| true)
+        self.candidates_among(|_| true, |_| true)
     }
 
-    /// The candidate pairs `keep` accepts, in the order [`Linker::candidates`] gives them
-    /// (scoring with a model already trained needs only the pairs still open).
-    pub fn candidates_where(&self, keep: impl Fn(u32, u32) -> bool) -> Candidates {
+    /// The candidate pairs of the left and right records `left` and `right` accept, in the
+    /// order [`Linker::candidates`] gives them (scoring with a model already trained needs only
+    /// the records still open; records left out are never paired, so cost nothing).
+    pub fn candidates_among(
+        &self,
+        left: impl Fn(u32) -> bool,
+        right: impl Fn(u32) -> bool,
+    ) -> Candidates {
         let (lk, rk) = self.rule_keys();
         let mut pairs = Vec::new();
         let mut per_rule = vec![0u64; self.rules.len()];
         for r in 0..self.rules.len() {
             let mut index: HashMap<u64, Vec<u32>> = HashMap::new();
             for (i, k) in lk[r].iter().enumerate() {
-                if let Some(k) = k {
-                    index.entry(*k).or_default().push(i as u32);
+                if let Some(k) = k.filter(|_| left(i as u32)) {
+                    index.entry(k).or_default().push(i as u32);
                 }
             }
             let seen_before = |i: u32, j: u32| {
                 (0..r).any(|q| matches!((&lk[q][i as usize], &rk[q][j as usize]), (Some(a), Some(b)) if a == b))
             };
-            for &j in &self.order_right {
+            for &j in self.order_right.iter().filter(|&&j| right(j)) {
                 let j = j as usize;
                 let Some(k) = &rk[r][j] else { continue };
                 let Some(lefts) = index.get(k) else {
@@ -694,7 +699,7 @@ impl<'a> Linker<'a> {
                     if self.dedupe && i >= j as u32 {
                         continue;
                     }
-                    if !seen_before(i, j as u32) && keep(i, j as u32) {
+                    if !seen_before(i, j as u32) {
                         pairs.push((i, j as u32));
                         per_rule[r] += 1;
                     }

@@ -331,19 +331,22 @@ fn probable_links(
         return (out, None);
     };
     let taken: HashSet<usize> = matched.iter().flatten().copied().collect();
-    let is_open = |i: u32, j: u32| {
-        matched[left_index[i as usize]].is_none() && !taken.contains(&right_index[j as usize])
-    };
+    let open_left = |i: u32| matched[left_index[i as usize]].is_none();
+    let open_right = |j: u32| !taken.contains(&right_index[j as usize]);
     // Training needs every candidate pair; scoring with a kept model only the open ones.
     let (model, trained, open) = match model {
-        Some(m) => (m.clone(), None, linker.candidates_where(is_open).pairs),
+        Some(m) => (
+            m.clone(),
+            None,
+            linker.candidates_among(open_left, open_right).pairs,
+        ),
         None => {
             let candidates = linker.candidates();
             let m = linker.train(&candidates.pairs);
             let open: Vec<(u32, u32)> = candidates
                 .pairs
                 .into_iter()
-                .filter(|&(i, j)| is_open(i, j))
+                .filter(|&(i, j)| open_left(i) && open_right(j))
                 .collect();
             (m.clone(), Some(m), open)
         }
