@@ -482,7 +482,9 @@ fn upsert_sql(rows: usize) -> String {
 /// Stores a batch in order, as one `upsert_record` per record would: returns (changed,
 /// unchanged or stale). A key seen twice in the batch is decided against its earlier version.
 ///
-/// With `bulk`, records new to the table are sent with `COPY` (PostgreSQL) or plain inserts.
+/// Records new to the table go by plain inserts on SQLite (a multi-row upsert writes a
+/// statement journal: a month's feeds stored 5-25 % faster without), and by `COPY` in bulk loads
+/// on PostgreSQL.
 fn upsert_batch(
     conn: &Conn,
     batch: &[(Record, String)],
@@ -548,9 +550,9 @@ fn upsert_batch(
         }
     }
     let at = now();
-    let (new_rows, rows): (Vec<RecordRow>, Vec<RecordRow>) = rows
-        .into_iter()
-        .partition(|r| bulk && !in_table.contains(&(r.feed, r.key.clone())));
+    let (new_rows, rows): (Vec<RecordRow>, Vec<RecordRow>) = rows.into_iter().partition(|r| {
+        (bulk || !conn.is_postgres()) && !in_table.contains(&(r.feed, r.key.clone()))
+    });
     if !new_rows.is_empty() {
         let values: Vec<Vec<Param>> = new_rows
             .iter()
