@@ -72,12 +72,13 @@ struct RegistryDigest {
 }
 
 /// The kept digest of a county's registry when the registry has not changed since it was
-/// made; otherwise one made from the whole county, and kept.
+/// made; otherwise one made from the whole county, and kept, with the county's persons read for
+/// it (the job then looks its own persons up among them instead of in the store).
 fn registry_digest(
     store: &mut Store,
     params: &Params,
     division: &str,
-) -> Result<RegistryDigest, StoreError> {
+) -> Result<(RegistryDigest, Option<Vec<Person>>), StoreError> {
     let version = store.division_version(Feed::Registry, division)?;
     if let Some((made_at, body)) = store.registry_digest(division)? {
         let kept = (made_at == version)
@@ -85,7 +86,7 @@ fn registry_digest(
             .flatten()
             .filter(|d| d.format == DIGEST_FORMAT);
         if let Some(digest) = kept {
-            return Ok(digest);
+            return Ok((digest, None));
         }
     }
     let mut persons = Vec::new();
@@ -108,7 +109,7 @@ fn registry_digest(
         version,
         &serde_json::to_string(&digest).expect("digests serialise"),
     )?;
-    Ok(digest)
+    Ok((digest, Some(persons)))
 }
 
 /// Everything a county's job works on.
@@ -136,7 +137,7 @@ pub fn partition_inputs(
     params: &Params,
     division: &str,
 ) -> Result<CountyInputs, StoreError> {
-    let digest = registry_digest(store, params, division)?;
+    let (digest, county) = registry_digest(store, params, division)?;
     let mut inputs = Inputs::default();
     let window = (
         params.period.first_day() - Duration::days(WINDOW_DAYS),
@@ -159,7 +160,34 @@ pub fn partition_inputs(
     let (named, mothers) = named_ids(&inputs);
     let named: Vec<&str> = named.iter().map(String::as_str).collect();
     let mothers: Vec<&str> = mothers.iter().map(String::as_str).collect();
-    let holders: Vec<Person> = persons(store.registry_by_ids(RegistryId::Own, &named)?).collect();
+    let holders: Vec<Person> = match &county {
+        None => persons(store.registry_by_ids(RegistryId::Own, &named)?).collect(),
+        Some(county) => {
+            // The county's holders from memory; the store is asked only for the numbers
+            // none of them holds (their holders are all in other counties).
+            let wanted: HashSet<&str> = named.iter().copied().collect();
+            let mut found: Vec<Person> = county
+                .iter()
+                .filter(|p| {
+                    p.id_number
+                        .as_ref()
+                        .is_some_and(|id| id.is_valid() && wanted.contains(id.as_str()))
+                })
+                .cloned()
+                .collect();
+            let here: HashSet<&str> = found
+                .iter()
+                .filter_map(|p| p.id_number.as_ref().map(IdNumber::as_str))
+                .collect();
+            let elsewhere: Vec<&str> = named
+                .iter()
+                .copied()
+                .filter(|id| !here.contains(id))
+                .collect();
+            found.extend(persons(store.registry_by_ids(RegistryId::Own, &elsewhere)?));
+            found
+        }
+    };
     let own = |p: &Person| p.division() == division;
     let held: HashSet<String> = holders
         .iter()
@@ -218,7 +246,18 @@ pub fn partition_inputs(
         })
         .map(|r| r.key.as_str())
         .collect();
-    loaded.extend(persons(store.registry_by_keys(&wanted)?));
+    match &county {
+        None => loaded.extend(persons(store.registry_by_keys(&wanted)?)),
+        Some(county) => {
+            let wanted: HashSet<&str> = wanted.into_iter().collect();
+            loaded.extend(
+                county
+                    .iter()
+                    .filter(|p| wanted.contains(p.person_key.as_str()))
+                    .cloned(),
+            );
+        }
+    }
     by_key(&mut loaded);
     inputs.registry = loaded;
     let foreign: HashSet<String> = foreign_rows.iter().map(|r| r.key.clone()).collect();

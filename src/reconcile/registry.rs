@@ -1,6 +1,6 @@
 //! Registry-only kinds and identity numbers that fail their checks, wherever they are.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use super::{division_text, Finding, Findings, Inputs, Params};
 use crate::model::*;
@@ -22,9 +22,9 @@ pub(super) fn persons(persons: &[Person], out: &mut Findings) {
 /// or when they agree on name, sex, birth date and mother and at most one has a valid number.
 pub(super) fn duplicates(persons: &[Person], out: &mut Findings) {
     let mut pairs: BTreeSet<(usize, usize, &'static str)> = BTreeSet::new();
-    let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    let mut by_identity: BTreeMap<(&str, Sex, chrono::NaiveDate, &str), Vec<usize>> =
-        BTreeMap::new();
+    // Hash maps: the pairs are collected in order whatever order the groups come in.
+    let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_identity: HashMap<(&str, Sex, chrono::NaiveDate, &str), Vec<usize>> = HashMap::new();
     for (i, p) in persons.iter().enumerate() {
         if let Some(id) = p.id_number.as_ref().filter(|id| id.is_valid()) {
             by_id.entry(id.as_str()).or_default().push(i);
