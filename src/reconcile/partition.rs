@@ -690,29 +690,6 @@ mod tests {
             .iter()
             .any(|d| d.anchor == "P1|P2"));
     }
-}
-
-#[cfg(test)]
-mod digest_tests {
-    use super::*;
-
-    fn person(key: &str, division: &str, id: &str) -> Record {
-        Record::Person(Person {
-            person_key: key.into(),
-            id_number: IdNumber::parse(id),
-            name: "张伟".into(),
-            sex: Sex::Male,
-            birth_date: chrono::NaiveDate::from_ymd_opt(1990, 1, 1),
-            hukou_division: division.parse().ok(),
-            residence_division: None,
-            marital_status: None,
-            spouse_id_number: None,
-            mother_id_number: None,
-            father_id_number: None,
-            status: PersonStatus::Resident,
-            updated_at: None,
-        })
-    }
 
     fn id(body: &str) -> String {
         format!("{body}{}", check_char(body))

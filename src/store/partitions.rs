@@ -109,34 +109,23 @@ impl Store {
             RegistryId::Own => "id_number",
             RegistryId::Mother => "mother_id",
         };
-        let mut out = Vec::new();
-        for chunk in ids.chunks(LOOKUP) {
-            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 1)).collect();
-            let params: Vec<Param> = chunk.iter().map(|id| Param::Text(id)).collect();
-            let sql = format!(
-                "SELECT record_key, data FROM records WHERE {column} IN ({}) AND retired = 0",
-                marks.join(", ")
-            );
-            for row in self.conn.query(&sql, &params)? {
-                out.push(decode_record(
-                    "registry",
-                    row.get(0)?,
-                    &row.get::<String>(1)?,
-                )?);
-            }
-        }
-        Ok(out)
+        self.current_where("", column, ids)
     }
 
     /// Current registry persons by their keys (absent keys are left out).
     pub fn registry_by_keys(&self, keys: &[&str]) -> Result<Vec<Record>> {
+        self.current_where("feed = 'registry' AND ", "record_key", keys)
+    }
+
+    /// Current registry records, under `filter`, whose `column` is any of `values`, looked up
+    /// [`LOOKUP`] values at a time.
+    fn current_where(&self, filter: &str, column: &str, values: &[&str]) -> Result<Vec<Record>> {
         let mut out = Vec::new();
-        for chunk in keys.chunks(LOOKUP) {
-            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
-            let mut params: Vec<Param> = vec![Param::Text(Feed::Registry.name())];
-            params.extend(chunk.iter().map(|k| Param::Text(k)));
+        for chunk in values.chunks(LOOKUP) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 1)).collect();
+            let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v)).collect();
             let sql = format!(
-                "SELECT record_key, data FROM records WHERE feed = ?1 AND record_key IN ({}) AND retired = 0",
+                "SELECT record_key, data FROM records WHERE {filter}{column} IN ({}) AND retired = 0",
                 marks.join(", ")
             );
             for row in self.conn.query(&sql, &params)? {
