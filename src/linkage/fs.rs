@@ -270,11 +270,17 @@ impl Population {
         sample: usize,
     ) -> anyhow::Result<Population> {
         let stride = table.rows.len().div_ceil(sample.max(1)).max(1);
-        let sampled = Table {
-            columns: table.columns.clone(),
-            rows: table.rows.iter().step_by(stride).cloned().collect(),
+        let sampled;
+        let pairs_from = if stride == 1 {
+            table
+        } else {
+            sampled = Table {
+                columns: table.columns.clone(),
+                rows: table.rows.iter().step_by(stride).cloned().collect(),
+            };
+            &sampled
         };
-        let linker = Linker::new(settings.clone(), &sampled, None)?;
+        let linker = Linker::new(settings.clone(), pairs_from, None)?;
         let u = linker.random_u();
         let counts = settings
             .comparisons
@@ -282,14 +288,10 @@ impl Population {
             .zip(&linker.cols)
             .map(|(c, &(l, _))| {
                 c.tf.then(|| {
-                    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-                    for row in &table.rows {
-                        let v = row[l].trim();
-                        if !v.is_empty() {
-                            *counts.entry(v.to_owned()).or_default() += 1;
-                        }
-                    }
-                    counts
+                    value_counts(&table.rows, l)
+                        .into_iter()
+                        .map(|(v, n)| (v.to_owned(), n))
+                        .collect()
                 })
             })
             .collect();
@@ -299,6 +301,27 @@ impl Population {
             counts,
         })
     }
+}
+
+/// How many of `rows` hold each value of column `col` (trimmed; empty values are not counted).
+fn value_counts(rows: &[Vec<String>], col: usize) -> HashMap<&str, u64> {
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for row in rows {
+        let v = row[col].trim();
+        if !v.is_empty() {
+            *counts.entry(v).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Each left record's share of the `total` values counted, by its value in column `col`.
+fn shares(left: &Table, col: usize, count: impl Fn(&str) -> u64, total: u64) -> Vec<f64> {
+    let total = (total as f64).max(1.0);
+    left.rows
+        .iter()
+        .map(|row| count(row[col].trim()) as f64 / total)
+        .collect()
 }
 
 /// Links two tables (or deduplicates one, when `right` is `None`).
@@ -526,28 +549,15 @@ impl<'a> Linker<'a> {
                 tf_left.push(None);
                 continue;
             }
-            let mut counts: HashMap<&str, f64> = HashMap::new();
-            let mut total = 0.0f64;
-            let sides: Vec<(&Table, usize)> = if dedupe {
-                vec![(left, l)]
-            } else {
-                vec![(left, l), (right, r)]
-            };
-            for (t, col) in sides {
-                for row in &t.rows {
-                    let v = row[col].trim();
-                    if !v.is_empty() {
-                        *counts.entry(v).or_default() += 1.0;
-                        total += 1.0;
-                    }
+            let mut counts = value_counts(&left.rows, l);
+            if !dedupe {
+                for (v, n) in value_counts(&right.rows, r) {
+                    *counts.entry(v).or_default() += n;
                 }
             }
-            let shares = left
-                .rows
-                .iter()
-                .map(|row| counts.get(row[l].trim()).copied().unwrap_or(0.0) / total.max(1.0))
-                .collect();
-            tf_left.push(Some(shares));
+            let total = counts.values().sum();
+            let count = |v: &str| counts.get(v).copied().unwrap_or(0);
+            tf_left.push(Some(shares(left, l, count, total)));
         }
         Ok(Linker {
             settings,
@@ -588,24 +598,11 @@ impl<'a> Linker<'a> {
             let Some(counts) = counts else { continue };
             // As a right side holding the population counts its values with the left's.
             let l = linker.cols[c].0;
-            let mut own: HashMap<&str, u64> = HashMap::new();
-            for row in &left.rows {
-                let v = row[l].trim();
-                if !v.is_empty() {
-                    *own.entry(v).or_default() += 1;
-                }
-            }
-            let total = (counts.values().sum::<u64>() + own.values().sum::<u64>()) as f64;
-            let shares = left
-                .rows
-                .iter()
-                .map(|row| {
-                    let v = row[l].trim();
-                    let n = counts.get(v).copied().unwrap_or(0) + own.get(v).copied().unwrap_or(0);
-                    n as f64 / total.max(1.0)
-                })
-                .collect();
-            linker.tf_left[c] = Some(shares);
+            let own = value_counts(&left.rows, l);
+            let total = counts.values().sum::<u64>() + own.values().sum::<u64>();
+            let count =
+                |v: &str| counts.get(v).copied().unwrap_or(0) + own.get(v).copied().unwrap_or(0);
+            linker.tf_left[c] = Some(shares(left, l, count, total));
         }
         linker.population = Some(population);
         Ok(linker)

@@ -182,11 +182,7 @@ pub(crate) fn find_in_scope(
     scope: Scope,
 ) -> (Vec<Discrepancy>, Option<Model>) {
     let linker = ExactLinker::new(&inputs.registry);
-    let mut out = Findings {
-        period: params.period.to_string(),
-        items: Vec::new(),
-        unknown: Vec::new(),
-    };
+    let mut out = Findings::new(params);
     let trained = births::reconcile(inputs, params, &linker, model, &mut out);
     let whole;
     let (persons, population) = match scope {
@@ -219,11 +215,7 @@ pub(crate) fn find_in_scope(
 /// The checks of registry persons alone (duplicates among `persons`, their bad identity
 /// numbers), stamped with `params`' period.
 pub(crate) fn registry_checks(persons: &[Person], params: &Params) -> Vec<Discrepancy> {
-    let mut out = Findings {
-        period: params.period.to_string(),
-        items: Vec::new(),
-        unknown: Vec::new(),
-    };
+    let mut out = Findings::new(params);
     registry::persons(persons, &mut out);
     out.items
 }
@@ -298,11 +290,7 @@ pub(crate) fn in_order_once(items: &mut Vec<Discrepancy>) {
 
 /// Only the duplicate-record rule, over `persons` (the cross-county pass of a partitioned run).
 pub(crate) fn duplicate_records(persons: &[Person], params: &Params) -> Vec<Discrepancy> {
-    let mut out = Findings {
-        period: params.period.to_string(),
-        items: Vec::new(),
-        unknown: Vec::new(),
-    };
+    let mut out = Findings::new(params);
     registry::duplicates(persons, &mut out);
     out.items
 }
@@ -326,6 +314,14 @@ pub(crate) struct Finding {
 }
 
 impl Findings {
+    fn new(params: &Params) -> Findings {
+        Findings {
+            period: params.period.to_string(),
+            items: Vec::new(),
+            unknown: Vec::new(),
+        }
+    }
+
     pub(crate) fn push(&mut self, f: Finding) {
         self.push_scored(f, 1.0, None, false);
     }

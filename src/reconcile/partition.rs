@@ -355,16 +355,15 @@ pub fn run_partition(
     let mut unconfirmed_foreign = HashSet::new();
     let mut findings = Vec::with_capacity(found.len());
     for d in found {
+        // (A bad number of a person of another county is never among them: the checks of
+        // registry persons come from the county's own digest.)
         let about_foreign = d.registry_key.as_ref().is_some_and(|k| foreign.contains(k));
-        let registry_only = d.sources.first().is_some_and(|s| s.feed == "registry");
         match d.kind {
             DiscrepancyKind::RegistryBirthUnconfirmed if about_foreign => {
                 if let Some(k) = &d.registry_key {
                     unconfirmed_foreign.insert(k.clone());
                 }
             }
-            // Their own county reports a bad number of its persons.
-            DiscrepancyKind::InvalidIdentifier if about_foreign && registry_only => {}
             _ => findings.push(d),
         }
     }
@@ -426,14 +425,8 @@ pub fn merge(
     let shared = ids_in_several_divisions(store)?;
     if !shared.is_empty() {
         let ids: Vec<&str> = shared.iter().map(String::as_str).collect();
-        let mut persons: Vec<Person> = store
-            .registry_by_ids(RegistryId::Own, &ids)?
-            .into_iter()
-            .filter_map(|r| match r {
-                Record::Person(p) => Some(p),
-                _ => None,
-            })
-            .collect();
+        let mut persons: Vec<Person> =
+            persons(store.registry_by_ids(RegistryId::Own, &ids)?).collect();
         persons.sort_by(|a, b| a.person_key.cmp(&b.person_key));
         items.extend(super::duplicate_records(&persons, params));
     }

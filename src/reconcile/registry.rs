@@ -7,8 +7,7 @@ use crate::model::*;
 
 /// Every registry-only finding and every bad identity number, over a whole registry.
 pub(super) fn reconcile(inputs: &Inputs, params: &Params, out: &mut Findings) {
-    duplicates(&inputs.registry, out);
-    invalid_registry_identifiers(&inputs.registry, out);
+    persons(&inputs.registry, out);
     invalid_feed_identifiers(inputs, params, out);
 }
 
