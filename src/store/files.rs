@@ -76,7 +76,11 @@ impl Store {
         feed: &str,
         mapping: &str,
     ) -> Result<FileWriter<'_>> {
-        let tx = self.conn.transaction()?;
+        let tx = if is_bulk_load(&self.conn, feed, size)? {
+            self.conn.bulk_transaction()?
+        } else {
+            self.conn.transaction()?
+        };
         let existing: Option<i64> = tx
             .query_opt(
                 "SELECT id FROM landed_files WHERE sha256 = ?1 AND feed = ?2",
@@ -105,16 +109,8 @@ impl Store {
         // relying on finding them through these indexes meanwhile.
         // And only when the table holds fewer records than the file likely brings: rebuilding
         // the indexes of a province's registry for a month's births costs more than it saves.
-        let bulk = size >= BULK_BYTES
-            && tx
-                .query_opt("SELECT 1 FROM records WHERE feed = ?1 LIMIT 1", args![feed])?
-                .is_none()
-            && tx
-                .query_opt(
-                    "SELECT 1 FROM records LIMIT 1 OFFSET ?1",
-                    args![(size / BYTES_PER_RECORD) as i64],
-                )?
-                .is_none();
+        // Asked again inside the transaction: another writer may have stored records since.
+        let bulk = is_bulk_load(&tx, feed, size)?;
         if bulk {
             for (name, _) in SECONDARY_INDEXES {
                 tx.batch(&format!("DROP INDEX IF EXISTS {name}"))?;
@@ -347,6 +343,20 @@ impl FileWriter<'_> {
         self.tx.commit()?;
         Ok(self.file_id)
     }
+}
+
+/// Whether a file of `size` bytes for `feed` is loaded in bulk, its indexes built at the end.
+fn is_bulk_load(conn: &Conn, feed: &str, size: u64) -> Result<bool> {
+    Ok(size >= BULK_BYTES
+        && conn
+            .query_opt("SELECT 1 FROM records WHERE feed = ?1 LIMIT 1", args![feed])?
+            .is_none()
+        && conn
+            .query_opt(
+                "SELECT 1 FROM records LIMIT 1 OFFSET ?1",
+                args![(size / BYTES_PER_RECORD) as i64],
+            )?
+            .is_none())
 }
 
 /// Inserts or replaces the stored version of `record` by its key. An older source version never

@@ -208,6 +208,10 @@ impl Store {
         // 2 MB default every insert into them reads pages back from the file. Pages are
         // allocated only as used, so a small database stays small in memory.
         conn.pragma_update(None, "cache_size", -524_288)?;
+        // Building an index sorts every row of the table (three times at the end of a
+        // registry's first load): helper threads sort runs in parallel.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        conn.pragma_update(None, "threads", threads as i64)?;
         let mut store = Store {
             conn: Conn::Sqlite(conn),
         };

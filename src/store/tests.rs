@@ -795,3 +795,73 @@ fn records_stored_before_partitions_get_their_county_and_numbers_on_upgrade() {
         .unwrap();
     assert_eq!(found.len(), 1);
 }
+
+fn record_count(store: &Store) -> i64 {
+    store
+        .conn
+        .query_one("SELECT COUNT(*) FROM records", &[])
+        .unwrap()
+        .get(0)
+        .unwrap()
+}
+
+/// The journal mode `store`'s connection is in.
+fn journal_mode(store: &Store) -> String {
+    store
+        .conn
+        .query_one("PRAGMA journal_mode", &[])
+        .unwrap()
+        .get(0)
+        .unwrap()
+}
+
+#[test]
+fn a_bulk_load_on_sqlite_leaves_the_log_while_alone_and_takes_it_up_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vitalhub.db");
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(journal_mode(&store), "wal");
+    // A load that fails half-way: rolled back, and the log taken up again.
+    let mut w = store
+        .begin_file("registry.csv", "sha-failed", 64 << 20, "registry", "m")
+        .unwrap();
+    assert!(w.is_bulk());
+    for n in 0..500 {
+        w.add(person(n, "410611"), "row").unwrap();
+    }
+    drop(w);
+    assert_eq!(journal_mode(&store), "wal");
+    assert!(!std::fs::exists(dir.path().join("vitalhub.db-journal")).unwrap());
+    assert_eq!(record_count(&store), 0);
+
+    let mut w = store
+        .begin_file("registry.csv", "sha-bulk", 64 << 20, "registry", "m")
+        .unwrap();
+    for n in 0..500 {
+        w.add(person(n, "410611"), "row").unwrap();
+    }
+    // Written with a rollback journal, not the log.
+    let journal = dir.path().join("vitalhub.db-journal");
+    assert!(std::fs::exists(&journal).unwrap());
+    assert!(!std::fs::exists(dir.path().join("vitalhub.db-wal")).unwrap());
+    w.finish(500, None).unwrap();
+    assert_eq!(journal_mode(&store), "wal");
+    assert_eq!(record_count(&store), 500);
+    drop(store);
+
+    // Another connection open: the switch is refused at once and the load goes through the
+    // log, as loads always did.
+    let reader = Store::open(&path).unwrap();
+    let mut store = Store::open(&path).unwrap();
+    let started = std::time::Instant::now();
+    let mut w = store
+        .begin_file("other.csv", "sha-other", 64 << 20, "births", "m")
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(w.is_bulk());
+    w.add(person(9_000, "410611"), "row").unwrap();
+    assert!(!std::fs::exists(&journal).unwrap());
+    w.finish(1, None).unwrap();
+    assert_eq!(journal_mode(&store), "wal");
+    assert_eq!(journal_mode(&reader), "wal");
+}
