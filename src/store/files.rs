@@ -110,25 +110,31 @@ impl Store {
         // And only when the table holds fewer records than the file likely brings: rebuilding
         // the indexes of a province's registry for a month's births costs more than it saves.
         // Asked again inside the transaction: another writer may have stored records since.
+        lock_feed(&tx, feed)?;
         let bulk = is_bulk_load(&tx, feed, size)?;
         if bulk {
             for (name, _) in SECONDARY_INDEXES {
                 tx.batch(&format!("DROP INDEX IF EXISTS {name}"))?;
             }
-            if tx.is_postgres() {
-                // PostgreSQL checks a foreign key with a trigger and a query per row: most of
-                // the server's time in a COPY of the registry. Added back at the end, it is
-                // checked once, by one join.
-                tx.batch(&format!(
-                    "ALTER TABLE records DROP CONSTRAINT IF EXISTS {FILE_FK}"
-                ))?;
-            }
         }
+        // Statistics taken when the table held many more rows than this file is likely to
+        // write still describe it: taking them again cost a month's feeds 8.5 s of 60.
+        let next_analyze = if tx.is_postgres() {
+            let known: f64 = tx
+                .query_one(
+                    "SELECT GREATEST(reltuples, 0)::FLOAT8 FROM pg_class WHERE oid = 'records'::regclass",
+                    &[],
+                )?
+                .get(0)?;
+            FIRST_ANALYZE.max(known as u64)
+        } else {
+            FIRST_ANALYZE
+        };
         Ok(FileWriter {
             tx,
             bulk,
             pending: Vec::new(),
-            next_analyze: FIRST_ANALYZE,
+            next_analyze,
             file_id,
             file_path: path.to_owned(),
             feed: feed.to_owned(),
@@ -137,6 +143,7 @@ impl Store {
             unchanged: 0,
             quarantined: 0,
             touched: Touched::default(),
+            seen: bulk.then(SeenKeys::default),
         })
     }
 }
@@ -158,6 +165,9 @@ pub struct FileWriter<'a> {
     unchanged: u64,
     quarantined: u64,
     touched: Touched,
+    /// In a bulk load, the keys stored so far (hashed): the feed was empty, so a key not among
+    /// them is new and needs no look-up (PostgreSQL then keeps one COPY going for the file).
+    seen: Option<SeenKeys>,
 }
 
 /// The counties whose records of each feed a write changed (where a record was and where it
@@ -191,6 +201,20 @@ impl Touched {
     }
 }
 
+/// Hashes of the keys a bulk load stored. Two keys with one hash only cost a look-up.
+#[derive(Default)]
+struct SeenKeys(std::collections::HashSet<u64>);
+
+impl SeenKeys {
+    /// Whether (`feed`, `key`) may have been stored before; notes it as stored.
+    fn check(&mut self, feed: &str, key: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (feed, key).hash(&mut hasher);
+        !self.0.insert(hasher.finish())
+    }
+}
+
 /// Records stored per batch: one lookup and one multi-row upsert each, instead of two round
 /// trips per record (which is what made PostgreSQL slow).
 const BATCH: usize = 400;
@@ -199,15 +223,12 @@ const BATCH: usize = 400;
 /// about 130), to compare a file with the table it goes into.
 const BYTES_PER_RECORD: u64 = 200;
 
-/// Records per batch of a bulk load on PostgreSQL (new records go by COPY; any updates in
-/// the batch still fit the 65,535 parameters of one statement).
-const COPY_BATCH: usize = 4_000;
+/// Records per batch on PostgreSQL, where a batch's values go as one array per column (or by
+/// COPY), not a parameter each.
+const POSTGRES_BATCH: usize = 4_000;
 
 /// Files at least this large loaded into an empty feed get their indexes built at the end.
 const BULK_BYTES: u64 = 64 << 20;
-
-/// The name PostgreSQL gave the foreign key of `records.file_id` (migration 0001).
-const FILE_FK: &str = "records_file_id_fkey";
 
 /// The indexes of `records` besides its key, as the migrations create them (a test checks
 /// that a bulk load leaves the same schema as the migrations).
@@ -229,7 +250,8 @@ const SECONDARY_INDEXES: [(&str, &str); 3] = [
 /// A table never analysed has no statistics, and PostgreSQL then picked the `(feed, period_date)`
 /// index (dropped since) for the key lookup and reads every record of the feed (3,500 records/s at 680k).
 /// `ANALYZE` inside the file's transaction counts its own new rows, so taking statistics at
-/// 2,000, 8,000, 32,000... records written keeps the lookup on the primary key.
+/// 2,000, 8,000, 32,000... records written (starting from the rows the last statistics
+/// counted, when more) keeps the lookup on the primary key.
 const FIRST_ANALYZE: u64 = 2_000;
 
 impl FileWriter<'_> {
@@ -237,9 +259,9 @@ impl FileWriter<'_> {
     /// the same order, by the time the file is finished.
     pub fn add(&mut self, record: Record, location: &str) -> Result<()> {
         self.pending.push((record, location.to_owned()));
-        // COPY pays one round trip per batch whatever its size: bulk loads send more at once.
-        let batch = if self.bulk && self.tx.is_postgres() {
-            COPY_BATCH
+        // PostgreSQL pays a round trip per statement whatever its size: it is sent more at once.
+        let batch = if self.tx.is_postgres() {
+            POSTGRES_BATCH
         } else {
             BATCH
         };
@@ -256,8 +278,13 @@ impl FileWriter<'_> {
 
     fn flush(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.pending);
-        let (changed, unchanged) =
-            upsert_batch(&self.tx, &batch, self.file_id, self.bulk, &mut self.touched)?;
+        let (changed, unchanged) = upsert_batch(
+            &self.tx,
+            &batch,
+            (self.file_id, &self.feed),
+            self.seen.as_mut(),
+            &mut self.touched,
+        )?;
         self.upserted += changed;
         self.unchanged += unchanged;
         if self.tx.is_postgres() && self.upserted >= self.next_analyze {
@@ -269,6 +296,9 @@ impl FileWriter<'_> {
 
     pub fn upsert(&mut self, record: &Record, location: &str) -> Result<UpsertOutcome> {
         self.flush()?;
+        if let Some(seen) = &mut self.seen {
+            seen.check(record.feed().name(), &record.key());
+        }
         let outcome = upsert_record(
             &self.tx,
             record,
@@ -329,11 +359,6 @@ impl FileWriter<'_> {
                 self.tx
                     .batch(&format!("CREATE INDEX IF NOT EXISTS {name} {definition}"))?;
             }
-            if self.tx.is_postgres() {
-                self.tx.batch(&format!(
-                    "ALTER TABLE records ADD CONSTRAINT {FILE_FK} FOREIGN KEY (file_id) REFERENCES landed_files(id)"
-                ))?;
-            }
         }
         self.touched.save(&self.tx)?;
         self.tx.execute(
@@ -343,6 +368,20 @@ impl FileWriter<'_> {
         self.tx.commit()?;
         Ok(self.file_id)
     }
+}
+
+/// PostgreSQL: makes this transaction the only one writing records of `feed` until it ends
+/// (SQLite has one writer at a time anyway). A batch's key look-up then stays true until its
+/// records are stored, so records it found new can go by `COPY`: no conflict check, which was a
+/// fifth of the server's time per record.
+fn lock_feed(conn: &Conn, feed: &str) -> Result<()> {
+    if conn.is_postgres() {
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(?1))",
+            args![format!("vitalhub.records.{feed}")],
+        )?;
+    }
+    Ok(())
 }
 
 /// Whether a file of `size` bytes for `feed` is loaded in bulk, its indexes built at the end.
@@ -369,6 +408,7 @@ pub(super) fn upsert_record(
     touched: &mut Touched,
 ) -> Result<UpsertOutcome> {
     let row = RecordRow::new(record, location);
+    lock_feed(conn, row.feed)?;
     let existing: Option<((String, Option<String>), String)> = conn
         .query_opt(
             "SELECT content_hash, version, division FROM records WHERE feed = ?1 AND record_key = ?2",
@@ -468,6 +508,49 @@ const COLUMNS: usize = 13;
 /// The columns of a stored record, in the order [`upsert_sql`] and bulk loads give them.
 const INSERT_COLUMNS: &str = "feed, record_key, period_date, version, retired, content_hash, data, file_id, location, changed_at, division, id_number, mother_id";
 
+/// What an upsert sets when the key is stored already.
+const ON_CONFLICT: &str = "ON CONFLICT (feed, record_key) DO UPDATE SET period_date = excluded.period_date, version = excluded.version,
+   retired = excluded.retired, content_hash = excluded.content_hash, data = excluded.data,
+   file_id = excluded.file_id, location = excluded.location, changed_at = excluded.changed_at,
+   division = excluded.division, id_number = excluded.id_number, mother_id = excluded.mother_id";
+
+/// PostgreSQL: upserts `rows` (one version per key) given as one text array per column.
+fn upsert_columns(conn: &Conn, rows: &[RecordRow], file_id: i64, at: &str) -> Result<()> {
+    let file_id = file_id.to_string();
+    // In INSERT_COLUMNS order, as the statement below names them.
+    let columns: [Vec<Option<&str>>; COLUMNS] = [
+        rows.iter().map(|r| Some(r.feed)).collect(),
+        rows.iter().map(|r| Some(r.key.as_str())).collect(),
+        rows.iter().map(|r| r.period.as_deref()).collect(),
+        rows.iter().map(|r| r.version.as_deref()).collect(),
+        rows.iter()
+            .map(|r| Some(if r.retired { "1" } else { "0" }))
+            .collect(),
+        rows.iter().map(|r| Some(r.hash.as_str())).collect(),
+        rows.iter().map(|r| Some(r.data.as_str())).collect(),
+        rows.iter().map(|_| Some(file_id.as_str())).collect(),
+        rows.iter().map(|r| Some(r.location.as_str())).collect(),
+        rows.iter().map(|_| Some(at)).collect(),
+        rows.iter().map(|r| Some(r.division.as_str())).collect(),
+        rows.iter().map(|r| r.id_number.as_deref()).collect(),
+        rows.iter().map(|r| r.mother_id.as_deref()).collect(),
+    ];
+    let arrays: Vec<String> = (1..=COLUMNS).map(|c| format!("?{c}::TEXT[]")).collect();
+    let params: Vec<Param> = columns.iter().map(|c| Param::Texts(c)).collect();
+    conn.execute(
+        &format!(
+            "INSERT INTO records ({INSERT_COLUMNS})
+             SELECT feed, record_key, period_date, version, retired::BIGINT, content_hash, data,
+                    file_id::BIGINT, location, changed_at, division, id_number, mother_id
+             FROM unnest({}) AS t({INSERT_COLUMNS})
+             {ON_CONFLICT}",
+            arrays.join(", ")
+        ),
+        &params,
+    )?;
+    Ok(())
+}
+
 /// An upsert of `rows` records ([`COLUMNS`] values each).
 fn upsert_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
@@ -479,12 +562,7 @@ fn upsert_sql(rows: usize) -> String {
         })
         .collect();
     format!(
-        "INSERT INTO records ({INSERT_COLUMNS})
-         VALUES {}
-         ON CONFLICT (feed, record_key) DO UPDATE SET period_date = excluded.period_date, version = excluded.version,
-           retired = excluded.retired, content_hash = excluded.content_hash, data = excluded.data,
-           file_id = excluded.file_id, location = excluded.location, changed_at = excluded.changed_at,
-           division = excluded.division, id_number = excluded.id_number, mother_id = excluded.mother_id",
+        "INSERT INTO records ({INSERT_COLUMNS}) VALUES {} {ON_CONFLICT}",
         values.join(", ")
     )
 }
@@ -493,13 +571,13 @@ fn upsert_sql(rows: usize) -> String {
 /// unchanged or stale). A key seen twice in the batch is decided against its earlier version.
 ///
 /// Records new to the table go by plain inserts on SQLite (a multi-row upsert writes a
-/// statement journal: a month's feeds stored 5-25 % faster without), and by `COPY` in bulk loads
-/// on PostgreSQL.
+/// statement journal: a month's feeds stored 5-25 % faster without), and by `COPY` on
+/// PostgreSQL.
 fn upsert_batch(
     conn: &Conn,
     batch: &[(Record, String)],
-    file_id: i64,
-    bulk: bool,
+    (file_id, locked): (i64, &str),
+    mut seen: Option<&mut SeenKeys>,
     touched: &mut Touched,
 ) -> Result<(u64, u64)> {
     if batch.is_empty() {
@@ -511,22 +589,30 @@ fn upsert_batch(
         std::collections::HashMap::new();
     let mut by_feed: std::collections::BTreeMap<&'static str, Vec<String>> = Default::default();
     for (record, _) in batch {
-        by_feed
-            .entry(record.feed().name())
-            .or_default()
-            .push(record.key());
+        let (feed, key) = (record.feed().name(), record.key());
+        if seen.as_mut().is_none_or(|seen| seen.check(feed, &key)) {
+            by_feed.entry(feed).or_default().push(key);
+        }
     }
     for (feed, keys) in &by_feed {
-        let marks: Vec<String> = (0..keys.len()).map(|i| format!("?{}", i + 2)).collect();
-        let mut params = vec![Param::Text(feed)];
-        params.extend(keys.iter().map(|k| Param::Text(k)));
-        for r in conn.query(
-            &format!(
-                "SELECT record_key, content_hash, version, division FROM records WHERE feed = ?1 AND record_key IN ({})",
-                marks.join(", ")
-            ),
-            &params,
-        )? {
+        const LOOKUP: &str =
+            "SELECT record_key, content_hash, version, division FROM records WHERE feed = ?1 AND";
+        let found = if conn.is_postgres() {
+            let keys: Vec<Option<&str>> = keys.iter().map(|k| Some(k.as_str())).collect();
+            conn.query(
+                &format!("{LOOKUP} record_key = ANY(?2)"),
+                &[Param::Text(feed), Param::Texts(&keys)],
+            )?
+        } else {
+            let marks: Vec<String> = (0..keys.len()).map(|i| format!("?{}", i + 2)).collect();
+            let mut params = vec![Param::Text(feed)];
+            params.extend(keys.iter().map(|k| Param::Text(k)));
+            conn.query(
+                &format!("{LOOKUP} record_key IN ({})", marks.join(", ")),
+                &params,
+            )?
+        };
+        for r in found {
             let key: String = r.get(0)?;
             stored.insert((feed, key.clone()), (r.get(1)?, r.get(2)?));
             stored_division.insert((feed, key), r.get(3)?);
@@ -560,18 +646,18 @@ fn upsert_batch(
         }
     }
     let at = now();
-    let (new_rows, rows): (Vec<RecordRow>, Vec<RecordRow>) = rows.into_iter().partition(|r| {
-        (bulk || !conn.is_postgres()) && !in_table.contains(&(r.feed, r.key.clone()))
-    });
+    // Of the feed whose writers wait for this one (see `lock_feed`), a record the look-up did
+    // not find is new until this transaction ends.
+    let (new_rows, rows): (Vec<RecordRow>, Vec<RecordRow>) = rows
+        .into_iter()
+        .partition(|r| r.feed == locked && !in_table.contains(&(r.feed, r.key.clone())));
     if !new_rows.is_empty() {
         let values: Vec<Vec<Param>> = new_rows
             .iter()
             .map(|r| r.params(Some(file_id), &at))
             .collect();
         match conn.copy_in(&format!("records ({INSERT_COLUMNS})"), &values) {
-            Some(copied) => {
-                copied?;
-            }
+            Some(copied) => copied?,
             // SQLite: one cached single-row INSERT each. A multi-row statement would need a
             // statement journal (a temp file written for every batch: 15% of a bulk load).
             None => {
@@ -588,7 +674,9 @@ fn upsert_batch(
             }
         }
     }
-    if !rows.is_empty() {
+    if !rows.is_empty() && conn.is_postgres() {
+        upsert_columns(conn, &rows, file_id, &at)?;
+    } else if !rows.is_empty() {
         let params: Vec<Param> = rows
             .iter()
             .flat_map(|r| r.params(Some(file_id), &at))

@@ -65,6 +65,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "registry_digests",
         include_str!("migrations/0009_registry_digests.sql"),
     ),
+    (
+        "byte_order_keys",
+        include_str!("migrations/0010_byte_order_keys.sql"),
+    ),
+    (
+        "no_record_file_trigger",
+        include_str!("migrations/0011_no_record_file_trigger.sql"),
+    ),
 ];
 
 /// The migration whose new columns are filled from the stored records (see
@@ -186,7 +194,7 @@ impl Store {
             Target::Sqlite(path) => Self::open(path),
             Target::Postgres(url) => {
                 let mut store = Store {
-                    conn: Conn::Postgres(sql::Postgres::connect(url)?),
+                    conn: Conn::Postgres(Box::new(sql::Postgres::connect(url)?)),
                 };
                 store.migrate()?;
                 Ok(store)

@@ -23,6 +23,10 @@ pub enum Param<'a> {
     Real(f64),
     Text(&'a str),
     Bytes(&'a [u8]),
+    /// A PostgreSQL `text[]`: a whole column of a batch in one value, so a statement over
+    /// thousands of rows has a handful of parameters (planning one with a parameter per
+    /// value took most of the server's time). SQLite has no arrays.
+    Texts(&'a [Option<&'a str>]),
 }
 
 pub trait ToParam {
@@ -205,7 +209,7 @@ impl Row {
 /// A connection to either database.
 pub enum Conn {
     Sqlite(rusqlite::Connection),
-    Postgres(Postgres),
+    Postgres(Box<Postgres>),
 }
 
 impl Conn {
@@ -255,7 +259,11 @@ impl Conn {
 
     /// PostgreSQL's `COPY target FROM STDIN` with `rows` of values as an insert would take
     /// them; `None` on SQLite, which has no COPY (the caller inserts instead).
-    pub fn copy_in(&self, target: &str, rows: &[Vec<Param>]) -> Option<Result<u64>> {
+    ///
+    /// The COPY is left open for the next rows of the same target: the server stores one batch
+    /// while the caller prepares the next. It is finished before any other statement on the
+    /// connection, which is also when an error in its rows is reported.
+    pub fn copy_in(&self, target: &str, rows: &[Vec<Param>]) -> Option<Result<()>> {
         match self {
             Conn::Sqlite(_) => None,
             Conn::Postgres(pg) => Some(pg.copy_in(target, rows)),
@@ -388,6 +396,11 @@ impl rusqlite::ToSql for Param<'_> {
             Param::Real(r) => ToSqlOutput::Owned(V::Real(r)),
             Param::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Param::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Param::Texts(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "SQLite has no arrays".into(),
+                ))
+            }
         })
     }
 }
@@ -397,7 +410,11 @@ pub struct Postgres {
     client: tokio_postgres::Client,
     runtime: Option<tokio::runtime::Runtime>,
     statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
+    /// A COPY still taking rows, and the statement that opened it.
+    copying: RefCell<Option<(String, CopySink)>>,
 }
+
+type CopySink = std::pin::Pin<Box<tokio_postgres::CopyInSink<bytes::Bytes>>>;
 
 impl Postgres {
     pub fn connect(url: &str) -> Result<Postgres> {
@@ -431,6 +448,7 @@ impl Postgres {
             client,
             runtime: Some(runtime),
             statements: RefCell::new(HashMap::new()),
+            copying: RefCell::new(None),
         };
         // A generic plan is made from the statistics of the table as last analysed, often
         // empty: a key lookup then scans the whole table, and an ingest into a table that is
@@ -440,7 +458,18 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// Finishes a COPY left open by [`Postgres::copy_in`]: the server has then stored (or
+    /// refused) all its rows.
+    fn finish_copy(&self) -> Result<()> {
+        let open = self.copying.borrow_mut().take();
+        if let Some((_, mut sink)) = open {
+            futures_lite::future::block_on(sink.as_mut().finish())?;
+        }
+        Ok(())
+    }
+
     fn statement(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        self.finish_copy()?;
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
         }
@@ -470,16 +499,26 @@ impl Postgres {
     }
 
     pub(crate) fn batch(&self, sql: &str) -> Result<()> {
+        self.finish_copy()?;
         Ok(futures_lite::future::block_on(
             self.client.batch_execute(sql),
         )?)
     }
 
-    /// `COPY target FROM STDIN` with `rows` of values in COPY's text format.
-    fn copy_in(&self, target: &str, rows: &[Vec<Param>]) -> Result<u64> {
+    /// `COPY target FROM STDIN` with `rows` of values in COPY's text format, into the COPY
+    /// left open for `target` if there is one.
+    fn copy_in(&self, target: &str, rows: &[Vec<Param>]) -> Result<()> {
         use futures_util::SinkExt;
         use std::fmt::Write as _;
-        let mut data = String::new();
+        let text: usize = rows
+            .iter()
+            .flatten()
+            .map(|v| match v {
+                Param::Text(t) => t.len() + 1,
+                _ => 24,
+            })
+            .sum();
+        let mut data = String::with_capacity(text + text / 16);
         for row in rows {
             for (i, value) in row.iter().enumerate() {
                 if i > 0 {
@@ -490,9 +529,9 @@ impl Postgres {
                     Param::Int(v) => write!(data, "{v}").expect("writing to a String"),
                     Param::Real(v) => write!(data, "{v}").expect("writing to a String"),
                     Param::Text(v) => copy_escape(v, &mut data),
-                    Param::Bytes(_) => {
+                    Param::Bytes(_) | Param::Texts(_) => {
                         return Err(StoreError::Unsupported(
-                            "COPY of binary values is not implemented".into(),
+                            "COPY of binary values and arrays is not implemented".into(),
                         ))
                     }
                 }
@@ -500,27 +539,45 @@ impl Postgres {
             data.push('\n');
         }
         let statement = format!("COPY {target} FROM STDIN");
-        futures_lite::future::block_on(async {
-            let sink = self.client.copy_in(&statement).await?;
-            let mut sink = std::pin::pin!(sink);
-            sink.send(bytes::Bytes::from(data)).await?;
-            sink.as_mut().finish().await
-        })
-        .map_err(StoreError::from)
+        if self
+            .copying
+            .borrow()
+            .as_ref()
+            .is_some_and(|(open, _)| *open != statement)
+        {
+            self.finish_copy()?;
+        }
+        let mut copying = self.copying.borrow_mut();
+        if copying.is_none() {
+            let sink = futures_lite::future::block_on(self.client.copy_in(&statement))?;
+            *copying = Some((statement, Box::pin(sink)));
+        }
+        let (_, sink) = copying.as_mut().expect("opened above");
+        // Sending hands the rows to the connection's task; the server's answer comes when the
+        // COPY is finished.
+        futures_lite::future::block_on(sink.send(bytes::Bytes::from(data)))?;
+        Ok(())
     }
 }
 
 /// A value in COPY's text format: backslash, tab, newline and carriage return escaped.
 fn copy_escape(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
+    let mut rest = value;
+    // These are ASCII, so never a byte inside a multi-byte character: slicing there is safe.
+    while let Some(i) = rest
+        .bytes()
+        .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            _ => "\\r",
+        });
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
 }
 
 impl Drop for Postgres {
@@ -592,6 +649,7 @@ impl tokio_postgres::types::ToSql for Param<'_> {
             },
             Param::Text(s) => s.to_sql(ty, out),
             Param::Bytes(b) => b.to_sql(ty, out),
+            Param::Texts(values) => values.to_sql(ty, out),
         }
     }
 
@@ -620,8 +678,20 @@ fn numbered_placeholders(sql: &str) -> String {
 /// Migrations are written once, in SQLite's words for types; PostgreSQL gets its own for the
 /// four that differ: an `INTEGER PRIMARY KEY` becomes an identity column, `INTEGER` a 64-bit
 /// `BIGINT` (SQLite integers are 64-bit), `REAL` a `DOUBLE PRECISION`, `BLOB` a `BYTEA`.
-/// Only whole upper-case words are replaced, so lower-case names are left alone.
+/// Only whole upper-case words are replaced, so lower-case names are left alone. A line
+/// `-- postgres: STATEMENT` (a comment to SQLite) is a statement for PostgreSQL alone.
 pub fn postgres_dialect(sql: &str) -> String {
+    // A line `-- postgres: STATEMENT` is a statement for PostgreSQL alone.
+    let sql: String = sql
+        .lines()
+        .map(|line| {
+            line.trim_start()
+                .strip_prefix("-- postgres: ")
+                .unwrap_or(line)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let sql = sql.as_str();
     let mut out = String::with_capacity(sql.len() + 64);
     let bytes = sql.as_bytes();
     let mut i = 0;
@@ -663,6 +733,25 @@ mod tests {
                 "SELECT a FROM t WHERE b = ?1 AND (?2 IS NULL OR c = ?2) LIMIT ?10"
             ),
             "SELECT a FROM t WHERE b = $1 AND ($2 IS NULL OR c = $2) LIMIT $10"
+        );
+    }
+
+    #[test]
+    fn copy_text_escapes_only_its_four_specials() {
+        let mut out = String::new();
+        copy_escape("a\\b\tc\nd\re 张伟\\", &mut out);
+        assert_eq!(out, "a\\\\b\\tc\\nd\\re 张伟\\\\");
+        out.clear();
+        copy_escape("张伟", &mut out);
+        assert_eq!(out, "张伟");
+    }
+
+    #[test]
+    fn a_statement_for_postgres_alone_is_a_comment_to_sqlite() {
+        let sql = "-- why\n  -- postgres: ALTER TABLE t ALTER COLUMN k TYPE TEXT COLLATE \"C\";\nCREATE TABLE u (n INTEGER);";
+        assert_eq!(
+            postgres_dialect(sql),
+            "-- why\nALTER TABLE t ALTER COLUMN k TYPE TEXT COLLATE \"C\";\nCREATE TABLE u (n BIGINT);"
         );
     }
 
