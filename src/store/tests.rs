@@ -794,23 +794,18 @@ fn records_stored_before_partitions_get_their_county_and_numbers_on_upgrade() {
     assert_eq!(found.len(), 1);
 }
 
+/// The one value `sql` returns.
+fn scalar<T: sql::FromValue>(store: &Store, sql: &str) -> T {
+    store.conn.query_one(sql, &[]).unwrap().get(0).unwrap()
+}
+
 fn record_count(store: &Store) -> i64 {
-    store
-        .conn
-        .query_one("SELECT COUNT(*) FROM records", &[])
-        .unwrap()
-        .get(0)
-        .unwrap()
+    scalar(store, "SELECT COUNT(*) FROM records")
 }
 
 /// The journal mode `store`'s connection is in.
 fn journal_mode(store: &Store) -> String {
-    store
-        .conn
-        .query_one("PRAGMA journal_mode", &[])
-        .unwrap()
-        .get(0)
-        .unwrap()
+    scalar(store, "PRAGMA journal_mode")
 }
 
 #[test]
