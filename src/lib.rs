@@ -3,6 +3,9 @@
 //! Data flows one way through the modules: `connectors` (crate) -> [`mapping`] ->
 //! [`store`] -> [`linkage`] -> [`reconcile`] -> [`report`] / [`web`].
 
+#[macro_use]
+mod output;
+
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -19,3 +22,5 @@ pub mod simulate;
 pub mod store;
 pub mod web;
 pub mod worker;
+
+pub use output::{is_closed_pipe, CLOSED_PIPE_STATUS};

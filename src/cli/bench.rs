@@ -48,7 +48,7 @@ pub fn review(config: &Config, mut store: Store, count: u64, requests: usize) ->
             .collect();
         store.save_discrepancies(period, &found)?;
     }
-    println!(
+    outln!(
         "stored {} discrepancies in {:.1} s",
         per_period * PERIODS.len() as u64,
         started.elapsed().as_secs_f64()
@@ -91,9 +91,12 @@ pub fn review(config: &Config, mut store: Store, count: u64, requests: usize) ->
         ),
         ("the whole region's dashboard", "/dashboard?period=2026-10"),
     ];
-    println!(
+    outln!(
         "{:<42} {:>9} {:>9} {:>9}",
-        "page", "median ms", "p95 ms", "max ms"
+        "page",
+        "median ms",
+        "p95 ms",
+        "max ms"
     );
     for (label, path) in scenarios {
         let mut times = Vec::with_capacity(requests);
@@ -107,7 +110,7 @@ pub fn review(config: &Config, mut store: Store, count: u64, requests: usize) ->
         }
         times.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!(
+        outln!(
             "{:<42} {:>9.1} {:>9.1} {:>9.1}",
             label,
             ms(times[times.len() / 2]),

@@ -83,16 +83,19 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
         Some(&json),
     )?;
 
-    println!(
+    outln!(
         "vitalhub demo: {} for the Hebi districts ({} families, as of {})",
         period,
         families,
         sim.as_of()
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<22} {:<40} {:>8} {:>11}",
-        "feed", "file", "records", "quarantined"
+        "feed",
+        "file",
+        "records",
+        "quarantined"
     );
     for f in &files {
         let name = f
@@ -100,17 +103,20 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<22} {:<40} {:>8} {:>11}",
-            f.feed, name, f.read, f.quarantined
+            f.feed,
+            name,
+            f.read,
+            f.quarantined
         );
     }
-    println!();
-    println!("{:<30} {:<22} {:>6}", "discrepancy", "", "count");
+    outln!();
+    outln!("{:<30} {:<22} {:>6}", "discrepancy", "", "count");
     for (kind, n) in count_by_kind(&entries) {
-        println!("{:<30} {:<22} {:>6}", kind.name(), kind.label_zh(), n);
+        outln!("{:<30} {:<22} {:>6}", kind.name(), kind.label_zh(), n);
     }
-    println!("{:<30} {:<22} {:>6}", "total", "", entries.len());
+    outln!("{:<30} {:<22} {:>6}", "total", "", entries.len());
     let truth = crate::evaluate::read_truth(&dir.join("feeds/truth.jsonl"))?;
     let lines: Vec<String> = std::fs::read_to_string(&json)?
         .lines()
@@ -118,26 +124,26 @@ pub fn run(dir: &Path, families: u64, corrupt: bool, db: Option<&Path>) -> Resul
         .collect();
     let scores = crate::evaluate::evaluate(&truth, &lines)?;
     if let Some(o) = scores.get("overall") {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "against the simulator's truth: precision {:.3}, recall {:.3}",
             o.precision(),
             o.recall()
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "time: ingest {:.2} s, reconcile {:.2} s, total {:.2} s",
         ingest_time.as_secs_f64(),
         reconcile_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    println!(
+    outln!(
         "reports: {}  {}  {}",
         html.display(),
         xlsx.display(),
         json.display()
     );
-    println!("database: {}", db_path.display());
+    outln!("database: {}", db_path.display());
     Ok(())
 }

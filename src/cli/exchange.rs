@@ -65,21 +65,23 @@ pub fn run(
             let mut store = open()?;
             let export = crate::exchange::export(&mut store, config, &to, &out)?;
             match (&export.file, &export.message_id) {
-                (Some(file), Some(id)) => println!(
+                (Some(file), Some(id)) => outln!(
                     "wrote {} ({} records, message {id}) and its signature",
                     file.display(),
                     export.records
                 ),
-                _ => println!("nothing new for {to} since the last batch"),
+                _ => outln!("nothing new for {to} since the last batch"),
             }
             Ok(ExitCode::SUCCESS)
         }
         ExchangeAction::Send { to, patience, rate } => {
             let mut store = open()?;
             for q in amqp::queue_batches(&mut store, config, to.as_deref())? {
-                println!(
+                outln!(
                     "queued message {} for {} ({} records)",
-                    q.message_id, q.partner, q.records
+                    q.message_id,
+                    q.partner,
+                    q.records
                 );
             }
             flush(&mut store, config, patience, rate)
@@ -91,7 +93,7 @@ pub fn run(
         } => {
             let mut store = open()?;
             let queued = amqp::queue_files(&mut store, config, &files)?;
-            println!("queued {} batch files", queued.len());
+            outln!("queued {} batch files", queued.len());
             flush(&mut store, config, patience, rate)
         }
         ExchangeAction::Listen { idle_exit, max } => {
@@ -101,21 +103,25 @@ pub fn run(
                 max_messages: max,
             };
             let report = super::runtime()?.block_on(amqp::listen(&mut store, config, &options))?;
-            println!(
+            outln!(
                 "applied {} batches, {} seen before, {} rejected (dead-lettered); {} connections",
-                report.applied, report.duplicates, report.rejected, report.connections
+                report.applied,
+                report.duplicates,
+                report.rejected,
+                report.connections
             );
             Ok(ExitCode::SUCCESS)
         }
         ExchangeAction::Status => {
             let store = open()?;
             let c = store.exchange_counts()?;
-            println!(
+            outln!(
                 "outbox: {} waiting for the broker, {} confirmed",
-                c.outbox_pending, c.outbox_confirmed
+                c.outbox_pending,
+                c.outbox_confirmed
             );
             for e in store.outbox_pending()? {
-                println!(
+                outln!(
                     "  waiting {} to {} ({} records, {} attempts){}",
                     e.message_id,
                     e.partner,
@@ -124,12 +130,13 @@ pub fn run(
                     e.last_error.map(|r| format!(": {r}")).unwrap_or_default()
                 );
             }
-            println!(
+            outln!(
                 "received: {} applied, {} rejected",
-                c.inbox_applied, c.inbox_rejected
+                c.inbox_applied,
+                c.inbox_rejected
             );
             for e in store.inbox()?.iter().filter(|e| e.status == "rejected") {
-                println!(
+                outln!(
                     "  rejected {} at {}: {}",
                     e.message_id,
                     e.received_at,
@@ -153,9 +160,9 @@ fn flush(
         Duration::from_secs(patience),
         rate,
     ))?;
-    println!("confirmed by the broker: {} batches", report.confirmed);
+    outln!("confirmed by the broker: {} batches", report.confirmed);
     for (id, partner, reason) in &report.failed {
-        println!("not delivered {id} to {partner}: {reason} (kept in the outbox)");
+        outln!("not delivered {id} to {partner}: {reason} (kept in the outbox)");
     }
     Ok(if report.failed.is_empty() {
         ExitCode::SUCCESS

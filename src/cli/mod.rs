@@ -314,7 +314,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             let (reports, unrouted) = ingest_dir(&mut store, &config, &dir, &opts)?;
             print_ingest(&reports);
             for u in &unrouted {
-                println!(
+                outln!(
                     "skipped {} (no route in {} matches its name)",
                     u.path.display(),
                     config.source
@@ -361,21 +361,25 @@ pub fn main() -> Result<std::process::ExitCode> {
             } else {
                 crate::reconcile::run(&mut store, &params, retrain)?
             };
-            println!(
+            outln!(
                 "reconciled {} as of {} in {:.3} s",
                 summary.period,
                 summary.as_of,
                 started.elapsed().as_secs_f64()
             );
             for (kind, n) in &summary.by_kind {
-                println!("  {kind:<30} {n:>7}");
+                outln!("  {kind:<30} {n:>7}");
             }
             let s = &summary.saved;
-            println!(
+            outln!(
                 "  new {}, unchanged {}, updated {}, reopened {}, no longer found {}",
-                s.new, s.unchanged, s.updated, s.reopened, s.gone
+                s.new,
+                s.unchanged,
+                s.updated,
+                s.reopened,
+                s.gone
             );
-            println!("  births linkage model: {}", summary.births_model);
+            outln!("  births linkage model: {}", summary.births_model);
         }
         Command::Report {
             period,
@@ -401,7 +405,7 @@ pub fn main() -> Result<std::process::ExitCode> {
         } => {
             let mut store = open()?;
             store.review_discrepancy(&id, &status, &by, note.as_deref())?;
-            println!("{id}: {status}");
+            outln!("{id}: {status}");
         }
         Command::Simulate {
             serve: Some(action),
@@ -426,9 +430,9 @@ pub fn main() -> Result<std::process::ExitCode> {
             let out = out.context("--out is required")?;
             let sim = crate::simulate::simulate(&params, &out)?;
             for f in &sim.files {
-                println!("wrote {}", f.display());
+                outln!("wrote {}", f.display());
             }
-            println!(
+            outln!(
                 "{} registry persons, {} expected discrepancies; reconcile with --period {} --as-of {}",
                 sim.persons,
                 sim.truth,
@@ -442,7 +446,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 .with_context(|| format!("reading {}", report.display()))?;
             let lines: Vec<String> = text.lines().map(str::to_owned).collect();
             let scores = crate::evaluate::evaluate(&truth, &lines)?;
-            print!("{}", crate::evaluate::format_table(&scores));
+            output!("{}", crate::evaluate::format_table(&scores));
         }
         Command::Demo {
             dir,
@@ -484,7 +488,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 region_prefix: config.region.prefix().to_owned(),
             };
             let stored = server_runtime()?.block_on(crate::worker::work(&db, &url, &options))?;
-            println!("worker {}: {stored} partition job(s) stored", options.name);
+            outln!("worker {}: {stored} partition job(s) stored", options.name);
         }
         Command::Serve { listen } => return operators::serve(&config, open()?, listen),
         Command::User { action } => return operators::user(&mut open()?, action),
@@ -501,11 +505,11 @@ pub fn main() -> Result<std::process::ExitCode> {
         } => {
             let region = region.unwrap_or_else(|| config.region.code.clone());
             let (private, public) = crate::exchange::generate_keys(&out, &region)?;
-            println!(
+            outln!(
                 "private key: {} (mode 0600; keep it secret, point exchange.private_key at it)",
                 private.display()
             );
-            println!(
+            outln!(
                 "public key:  {} (give it to partner regions)",
                 public.display()
             );
@@ -514,11 +518,11 @@ pub fn main() -> Result<std::process::ExitCode> {
             None => {
                 for n in crate::mapping::builtin_names() {
                     let m = crate::mapping::Mapping::load(&format!("builtin:{n}"))?;
-                    println!("builtin:{n:<26} {:<18} {}", m.feed.name(), m.description);
+                    outln!("builtin:{n:<26} {:<18} {}", m.feed.name(), m.description);
                 }
             }
             Some(n) => match crate::mapping::builtin(&n) {
-                Some(text) => print!("{text}"),
+                Some(text) => output!("{text}"),
                 None => bail!("no built-in mapping '{n}'"),
             },
         },
@@ -569,15 +573,17 @@ fn link(args: LinkArgs) -> Result<()> {
     if let Some(p) = save_model {
         model.save(&p)?;
     }
-    println!(
+    outln!(
         "records: {} x {}",
-        report.left_records, report.right_records
+        report.left_records,
+        report.right_records
     );
-    println!(
+    outln!(
         "candidate pairs: {} (per blocking rule: {:?})",
-        report.candidate_pairs, report.pairs_per_rule
+        report.candidate_pairs,
+        report.pairs_per_rule
     );
-    println!("matches: {}, reviews: {}", report.matches, report.reviews);
+    outln!("matches: {}, reviews: {}", report.matches, report.reviews);
     if right_t.is_none() {
         let ids = crate::linkage::run::clusters(left_t.rows.len(), &decided);
         let mut sizes = std::collections::HashMap::new();
@@ -585,13 +591,13 @@ fn link(args: LinkArgs) -> Result<()> {
             *sizes.entry(*c).or_insert(0u32) += 1;
         }
         let multi = sizes.values().filter(|n| **n > 1).count();
-        println!(
+        outln!(
             "clusters: {} records in {} clusters, {multi} with more than one record",
             ids.len(),
             sizes.len()
         );
     }
-    println!(
+    outln!(
         "time: blocking {:.3} s, train {:.3} s, score {:.3} s, total {:.3} s; {:.0} pairs scored per second per core ({:.0} counting blocking)",
         report.blocking_seconds,
         report.train_seconds,
@@ -601,16 +607,20 @@ fn link(args: LinkArgs) -> Result<()> {
         report.pairs_per_second_per_core_with_blocking
     );
     if let Some(a) = &report.truth {
-        println!(
+        outln!(
             "truth: {} true pairs, blocking recall {:.4}, precision {:.4}, recall {:.4}, F1 {:.4}",
-            a.true_pairs, a.blocking_recall, a.precision, a.recall, a.f1
+            a.true_pairs,
+            a.blocking_recall,
+            a.precision,
+            a.recall,
+            a.f1
         );
     }
     Ok(())
 }
 
 fn print_ingest(reports: &[crate::ingest::FileReport]) {
-    println!(
+    outln!(
         "{:<40} {:<18} {:>8} {:>8} {:>9} {:>11} {:>8} {:>9} {:>7}",
         "file",
         "feed",
@@ -634,7 +644,7 @@ fn print_ingest(reports: &[crate::ingest::FileReport]) {
             ""
         };
         let secs = r.elapsed.as_secs_f64().max(1e-9);
-        println!(
+        outln!(
             "{name:<40} {:<18} {:>8} {:>8} {:>9} {:>11} {:>8.3} {:>9.0} {:>7.2}{note}",
             r.feed,
             r.read,
@@ -646,9 +656,9 @@ fn print_ingest(reports: &[crate::ingest::FileReport]) {
             r.bytes as f64 / 1e6 / secs
         );
         if let Some(e) = &r.error {
-            println!("  error: {e}");
+            outln!("  error: {e}");
         } else if let Some(s) = &r.signature {
-            println!("  signature {s}");
+            outln!("  signature {s}");
         }
     }
 }
@@ -661,9 +671,13 @@ fn quarantine(
     match action {
         QuarantineAction::List { all } => {
             let entries = store.quarantine_entries(all)?;
-            println!(
+            outln!(
                 "{:>6} {:<8} {:<40} {:<12} {:<16} reason",
-                "id", "status", "file", "where", "field"
+                "id",
+                "status",
+                "file",
+                "where",
+                "field"
             );
             for e in &entries {
                 let file = Path::new(&e.file_path)
@@ -674,7 +688,7 @@ fn quarantine(
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                println!(
+                outln!(
                     "{:>6} {status:<8} {file:<40} {:<12} {:<16} {}",
                     e.id,
                     e.location,
@@ -682,7 +696,7 @@ fn quarantine(
                     e.reason
                 );
             }
-            println!(
+            outln!(
                 "{} entr{}",
                 entries.len(),
                 if entries.len() == 1 { "y" } else { "ies" }
@@ -690,7 +704,7 @@ fn quarantine(
         }
         QuarantineAction::Show { id } => {
             let e = store.quarantine_entry(id)?;
-            println!("{}", serde_json::to_string_pretty(&e)?);
+            outln!("{}", serde_json::to_string_pretty(&e)?);
         }
         QuarantineAction::Retry { ids, mapping } => {
             let entries = if ids.is_empty() {
@@ -706,16 +720,16 @@ fn quarantine(
                     RetryOutcome::Stored => stored += 1,
                     RetryOutcome::StillFailing(why) => {
                         failing += 1;
-                        println!("{:>6} still fails: {why}", e.id);
+                        outln!("{:>6} still fails: {why}", e.id);
                     }
                     RetryOutcome::FileReread { error: None } => stored += 1,
                     RetryOutcome::FileReread { error: Some(why) } => {
                         failing += 1;
-                        println!("{:>6} file still unreadable: {why}", e.id);
+                        outln!("{:>6} file still unreadable: {why}", e.id);
                     }
                 }
             }
-            println!("{stored} re-processed, {failing} still failing");
+            outln!("{stored} re-processed, {failing} still failing");
         }
     }
     Ok(())

@@ -89,19 +89,22 @@ pub fn user(store: &mut Store, action: UserAction) -> Result<ExitCode> {
                 Some(&name),
                 Some(&format!("{} {scope}", role.name())),
             )?;
-            println!(
+            outln!(
                 "added {name} ({}, scope {})",
                 role.name(),
                 if scope.is_empty() { "all" } else { &scope }
             );
         }
         UserAction::List => {
-            println!(
+            outln!(
                 "{:<16} {:<9} {:<7} {:<9} created",
-                "name", "role", "scope", "state"
+                "name",
+                "role",
+                "scope",
+                "state"
             );
             for u in store.users()? {
-                println!(
+                outln!(
                     "{:<16} {:<9} {:<7} {:<9} {}",
                     u.name,
                     u.role.name(),
@@ -114,24 +117,24 @@ pub fn user(store: &mut Store, action: UserAction) -> Result<ExitCode> {
         UserAction::Disable { name } => {
             store.set_disabled(&name, true)?;
             store.audit("cli", "user_disable", Some(&name), None)?;
-            println!("disabled {name}");
+            outln!("disabled {name}");
         }
         UserAction::Enable { name } => {
             store.set_disabled(&name, false)?;
             store.audit("cli", "user_enable", Some(&name), None)?;
-            println!("enabled {name}");
+            outln!("enabled {name}");
         }
         UserAction::Passwd { name } => {
             let hash = web::hash_password(&read_password()?).map_err(anyhow::Error::msg)?;
             store.set_password(&name, &hash)?;
             store.audit("cli", "user_passwd", Some(&name), None)?;
-            println!("password of {name} changed; their sessions ended");
+            outln!("password of {name} changed; their sessions ended");
         }
         UserAction::Token { name } => {
             let token = web::new_token();
             store.set_api_token(&name, &web::token_hash(&token))?;
             store.audit("cli", "user_token", Some(&name), None)?;
-            println!("{token}");
+            outln!("{token}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -143,14 +146,15 @@ pub fn audit(store: &Store, action: AuditAction) -> Result<ExitCode> {
             let check = store.verify_audit()?;
             match check.broken {
                 None => {
-                    println!(
+                    outln!(
                         "audit log intact: {} entries, head {}",
-                        check.entries, check.head
+                        check.entries,
+                        check.head
                     );
                     Ok(ExitCode::SUCCESS)
                 }
                 Some((id, why)) => {
-                    println!("audit log BROKEN at entry {id}: {why}");
+                    outln!("audit log BROKEN at entry {id}: {why}");
                     Ok(ExitCode::from(1))
                 }
             }
@@ -170,7 +174,7 @@ pub fn audit(store: &Store, action: AuditAction) -> Result<ExitCode> {
                 limit,
             };
             for e in store.audit_entries(&filter)? {
-                println!(
+                outln!(
                     "{:>6} {} {:<12} {:<14} {:<20} {}",
                     e.id,
                     &e.at[..19.min(e.at.len())],
@@ -194,7 +198,7 @@ pub fn serve(config: &Config, store: Store, listen: Option<String>) -> Result<Ex
             .with_context(|| format!("binding {listen}"))?;
         let address = listener.local_addr()?;
         // Tests and scripts read this line to find a port chosen by the system (:0).
-        println!("vitalhub review page on http://{address}");
+        outln!("vitalhub review page on http://{address}");
         let state = Arc::new(web::AppState::new(store, config.clone()));
         let stop = async {
             let mut term =

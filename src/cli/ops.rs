@@ -126,7 +126,7 @@ pub fn run_job(config: &Config, store: &mut Store, name: &str) -> Result<ExitCod
     match super::runtime()?.block_on(runner.run(store, job, "operator"))? {
         Some(outcome) => Ok(print_outcome(name, &outcome)),
         None => {
-            println!("{name}: no new file to ingest");
+            outln!("{name}: no new file to ingest");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -135,10 +135,10 @@ pub fn run_job(config: &Config, store: &mut Store, name: &str) -> Result<ExitCod
 pub fn jobs(store: &Store, name: Option<&str>, limit: usize) -> Result<()> {
     let runs = store.jobs(name, limit)?;
     if runs.is_empty() {
-        println!("no job has run yet");
+        outln!("no job has run yet");
     }
     for r in runs {
-        println!(
+        outln!(
             "#{:<5} {:<22} {:<13} {:<9} {:<11} {} -> {}  records {} quarantined {}",
             r.id,
             r.name,
@@ -151,10 +151,10 @@ pub fn jobs(store: &Store, name: Option<&str>, limit: usize) -> Result<()> {
             r.quarantined
         );
         if let Some(d) = &r.detail {
-            println!("        {d}");
+            outln!("        {d}");
         }
         if let Some(e) = &r.error {
-            println!("        error: {e}");
+            outln!("        error: {e}");
         }
     }
     Ok(())
@@ -162,7 +162,7 @@ pub fn jobs(store: &Store, name: Option<&str>, limit: usize) -> Result<()> {
 
 fn print_outcome(name: &str, outcome: &JobOutcome) -> ExitCode {
     if let Some(d) = &outcome.detail {
-        println!("{name}: {d}");
+        outln!("{name}: {d}");
     }
     match &outcome.error {
         Some(e) => {

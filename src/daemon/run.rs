@@ -84,7 +84,7 @@ pub fn run(config: &Config, db: &Target) -> anyhow::Result<()> {
             let web_listener = tokio::net::TcpListener::bind(&config.web.listen)
                 .await
                 .with_context(|| format!("binding web.listen {}", config.web.listen))?;
-            println!(
+            status!(
                 "vitalhub review page on http://{}",
                 web_listener.local_addr()?
             );
@@ -96,7 +96,7 @@ pub fn run(config: &Config, db: &Target) -> anyhow::Result<()> {
             ));
         }
         tracing::info!(listen = %address, jobs = config.jobs.len(), "daemon started");
-        println!("vitalhub daemon: /healthz and /metrics on http://{address}");
+        status!("vitalhub daemon: /healthz and /metrics on http://{address}");
         let mut store = Store::connect(db).with_context(|| format!("opening {db}"))?;
         let abandoned = store.mark_abandoned_jobs()?;
         let mut schedule = Schedule::new(config, Local::now());

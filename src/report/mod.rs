@@ -158,7 +158,9 @@ pub fn write_report(
             match out {
                 Some(path) => std::fs::write(path, page)
                     .with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{page}"),
+                None => std::io::stdout()
+                    .write_all(page.as_bytes())
+                    .context("writing the report to stdout")?,
             }
         }
         (f, out) => {

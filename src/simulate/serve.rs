@@ -150,13 +150,11 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
-    println!(
+    status!(
         "simulator listening on http://{local} ({} birth notifications, {} months of marriages)",
         agency.births.len(),
         agency.marriages.len()
     );
-    use std::io::Write;
-    std::io::stdout().flush()?;
     axum::serve(listener, router(agency)).await?;
     Ok(())
 }

@@ -126,7 +126,7 @@ pub async fn work(target: &Target, amqp_url: &str, options: &WorkerOptions) -> a
             continue;
         };
         // Progress lines name runs and counties only, never a person.
-        println!(
+        status!(
             "took partition {} of run {}{}",
             job.division,
             job.run,
@@ -151,7 +151,7 @@ pub async fn work(target: &Target, amqp_url: &str, options: &WorkerOptions) -> a
         if fresh {
             stored += 1;
         }
-        println!(
+        status!(
             "finished partition {} of run {}{}",
             job.division,
             job.run,
