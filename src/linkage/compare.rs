@@ -359,9 +359,11 @@ fn one_edit_apart(x: &[char], y: &[char]) -> bool {
 }
 
 pub fn parse_any_date(s: &str) -> Option<NaiveDate> {
-    crate::model::DATE_FORMATS
-        .iter()
-        .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+    crate::model::fixed_date(s).or_else(|| {
+        crate::model::DATE_FORMATS
+            .iter()
+            .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+    })
 }
 
 fn date_level(x: Option<NaiveDate>, tx: &str, y: Option<NaiveDate>, ty: &str) -> u8 {

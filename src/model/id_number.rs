@@ -161,7 +161,7 @@ pub fn check_char(first17: &str) -> char {
 }
 
 fn parse_date(yyyymmdd: &str) -> Option<NaiveDate> {
-    let d = NaiveDate::parse_from_str(yyyymmdd, "%Y%m%d").ok()?;
+    let d = crate::model::fixed_date(yyyymmdd).filter(|_| yyyymmdd.len() == 8)?;
     (1880..=2100)
         .contains(&chrono::Datelike::year(&d))
         .then_some(d)

@@ -13,7 +13,7 @@ mod records;
 pub use codes::{division_prefix, Division, MaritalStatus, Sex};
 pub use discrepancy::{Discrepancy, DiscrepancyKind, FieldDiff, Severity, SourceRef};
 pub use id_number::{check_char, IdNumber, IdProblem};
-pub use period::{Period, DATE_FORMATS};
+pub use period::{fixed_date, Period, DATE_FORMATS};
 pub use records::{
     BirthNotification, CertStatus, Feed, HukouEvent, HukouEventKind, MarriageKind,
     MarriageRegistration, MigrantChild, MigrantEvent, MigrantRecord, Party, Person, PersonStatus,

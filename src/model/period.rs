@@ -8,6 +8,24 @@ use chrono::{Datelike, Months, NaiveDate};
 /// The date forms of SPEC.md, tried in order (`%m`/`%d` accept one or two digits).
 pub const DATE_FORMATS: [&str; 5] = ["%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日"];
 
+/// A date written `YYYY-MM-DD` or `YYYYMMDD`, the forms stored records and identity numbers
+/// use, read without chrono's format parser (which reads its format string again on every
+/// call: a share of a month's linkage); `None` for any other form or an impossible date.
+pub fn fixed_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let (y, m, d) = match b.len() {
+        10 if b[4] == b'-' && b[7] == b'-' => (digits(0..4)?, digits(5..7)?, digits(8..10)?),
+        8 => (digits(0..4)?, digits(4..6)?, digits(6..8)?),
+        _ => return None,
+    };
+    NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Period {
     first: NaiveDate,
@@ -71,6 +89,43 @@ impl fmt::Display for Period {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Read by hand, a date of either fixed form is what chrono reads, valid or not.
+        #[test]
+        fn fixed_dates_read_as_chrono_reads_them(
+            y in 0u32..10_000, m in 0u32..100, d in 0u32..100, dashed: bool
+        ) {
+            let (text, format) = if dashed {
+                (format!("{y:04}-{m:02}-{d:02}"), "%Y-%m-%d")
+            } else {
+                (format!("{y:04}{m:02}{d:02}"), "%Y%m%d")
+            };
+            proptest::prop_assert_eq!(
+                fixed_date(&text),
+                NaiveDate::parse_from_str(&text, format).ok()
+            );
+        }
+    }
+
+    #[test]
+    fn other_forms_are_not_fixed_dates() {
+        for text in [
+            "2026-1-05",
+            "2026/01/05",
+            "2026-01-0x",
+            "+2026-01-05",
+            "202601051",
+            "",
+        ] {
+            assert_eq!(fixed_date(text), None, "{text}");
+        }
+        assert_eq!(
+            fixed_date("2024-02-29"),
+            NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
+        assert_eq!(fixed_date("2023-02-29"), None);
+    }
 
     #[test]
     fn periods_parse_and_bound_their_days() {
