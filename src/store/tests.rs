@@ -233,6 +233,82 @@ fn discrepancy_ids_are_stable_and_reviews_survive_unchanged_data() {
 }
 
 #[test]
+fn a_month_of_new_discrepancies_is_stored_whole_across_batches() {
+    on_both(|mut store| {
+        // One already known, then more than a batch of new ones: every value must arrive
+        // as it was, whatever COPY's text format makes of tabs, newlines and backslashes.
+        let known = finding(DiscrepancyKind::BirthConflict, "K", "known");
+        assert_eq!(
+            store
+                .save_discrepancies("2026-10", std::slice::from_ref(&known))
+                .unwrap()
+                .new,
+            1
+        );
+        let count = discrepancies::NEW_BATCH + 3;
+        let mut found: Vec<Discrepancy> = (0..count)
+            .map(|n| {
+                let mut d = finding(
+                    DiscrepancyKind::UnreportedBirth,
+                    &format!("A{n:05}"),
+                    "line one\nline two\twith a tab and a \\ backslash",
+                );
+                if n % 2 == 0 {
+                    d.division = None;
+                    d.registry_key = Some(format!("P{n}"));
+                    d.possible_match = true;
+                    d.score = 0.125;
+                }
+                d
+            })
+            .collect();
+        found.push(known);
+        let s = store.save_discrepancies("2026-10", &found).unwrap();
+        assert_eq!((s.new, s.unchanged), (count as u64, 1));
+
+        let stored = store.discrepancies("2026-10", None).unwrap();
+        assert_eq!(stored.len(), count + 1);
+        for (i, d) in stored.iter().enumerate() {
+            assert_eq!(d.id, format!("d-2026-10-{:06}", i + 1), "ids follow seq");
+        }
+        let last = &stored[count];
+        assert_eq!(
+            last.discrepancy,
+            found[count - 1],
+            "the last of the last batch"
+        );
+        let first_new = &stored[1];
+        assert_eq!(first_new.discrepancy, found[0]);
+        assert_eq!(first_new.status, "possible_match");
+        assert_eq!(stored[2].status, "open");
+        let history = store.discrepancy_history(&last.id).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            (history[0].actor.as_str(), history[0].from_status.as_deref()),
+            ("system", None)
+        );
+        assert_eq!(history[0].note.as_deref(), Some("found by reconciliation"));
+        let entries: i64 = scalar(&store, "SELECT COUNT(*) FROM discrepancy_history");
+        assert_eq!(entries, count as i64 + 1);
+        let (division, key, score): (Option<String>, Option<String>, f64) = {
+            let row = store
+                .conn
+                .query_one(
+                    "SELECT division, registry_key, score FROM discrepancies WHERE id = 'd-2026-10-000002'",
+                    &[],
+                )
+                .unwrap();
+            (
+                row.get(0).unwrap(),
+                row.get(1).unwrap(),
+                row.get(2).unwrap(),
+            )
+        };
+        assert_eq!((division, key, score), (None, Some("P0".into()), 0.125));
+    });
+}
+
+#[test]
 fn quarantine_keeps_one_open_entry_per_place_and_resolves_with_the_record() {
     on_both(|mut store| {
         let mut w = store
