@@ -6,7 +6,9 @@
 //! its own keys fix, as Splink does); the prior from the expected matches EM finds. Exact
 //! matches on term-frequency columns are weighted by how common the value is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use pinyin::ToPinyin;
 use rand::{RngExt, SeedableRng};

@@ -9,7 +9,7 @@ pub mod compare;
 pub mod fs;
 pub mod run;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use chrono::NaiveDate;
 

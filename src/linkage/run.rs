@@ -1,7 +1,7 @@
 //! `vitalhub link`: link two CSV files (or deduplicate one) with a settings file, write the
 //! scored pairs, and measure precision, recall and F1 when a truth column is given.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::Path;
 use std::time::Instant;
 

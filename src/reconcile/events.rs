@@ -1,6 +1,6 @@
 //! Marriages, household moves and deaths, and partner-region migrant records.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use super::{division_text, is_ours, Finding, Findings, Inputs, Params, PersonRow};
 use crate::linkage::fs::{Population, Table};

@@ -18,7 +18,9 @@
 //! run the same jobs from a RabbitMQ queue (`crate::worker`). Either way the jobs and the merge
 //! are this code, so the results are the same.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
+
+use foldhash::{HashSet, HashSetExt};
 use std::time::Instant;
 
 use chrono::Duration;

@@ -1,6 +1,8 @@
 //! Registry-only kinds and identity numbers that fail their checks, wherever they are.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::{division_text, Finding, Findings, Inputs, Params};
 use crate::model::*;
