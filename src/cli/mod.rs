@@ -380,6 +380,9 @@ pub fn main() -> Result<std::process::ExitCode> {
                 s.gone
             );
             outln!("  births linkage model: {}", summary.births_model);
+            if let Some(digests) = &summary.registry_digests {
+                outln!("  registry digests: {digests}");
+            }
         }
         Command::Report {
             period,

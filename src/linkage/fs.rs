@@ -284,25 +284,49 @@ impl Population {
         };
         let linker = Linker::new(settings.clone(), pairs_from, None)?;
         let u = linker.random_u();
-        let counts = settings
-            .comparisons
-            .iter()
-            .zip(&linker.cols)
-            .map(|(c, &(l, _))| {
-                c.tf.then(|| {
-                    value_counts(&table.rows, l)
-                        .into_iter()
-                        .map(|(v, n)| (v.to_owned(), n))
-                        .collect()
-                })
-            })
-            .collect();
         Ok(Population {
             size: table.rows.len() as u64,
             u,
-            counts,
+            counts: tf_counts(settings, table)?,
         })
     }
+
+    /// This population's u-probabilities with the size and value counts of `table`: for a
+    /// population that changed a little since it was measured. Counts are exact; u is a
+    /// sample's estimate, which a few changed records do not move (measuring it again is what
+    /// costs, and a new sample of a changed population would differ anyway).
+    pub fn recounted(&self, settings: &Settings, table: &Table) -> anyhow::Result<Population> {
+        Ok(Population {
+            size: table.rows.len() as u64,
+            u: self.u.clone(),
+            counts: tf_counts(settings, table)?,
+        })
+    }
+}
+
+/// Per comparison with `tf`, how many records of `table` hold each value.
+fn tf_counts(
+    settings: &Settings,
+    table: &Table,
+) -> anyhow::Result<Vec<Option<BTreeMap<String, u64>>>> {
+    settings
+        .comparisons
+        .iter()
+        .map(|c| {
+            if !c.tf {
+                return Ok(None);
+            }
+            let col = table.column(&c.column).ok_or_else(|| {
+                anyhow::anyhow!("comparison {}: no column '{}'", c.name, c.column)
+            })?;
+            Ok(Some(
+                value_counts(&table.rows, col)
+                    .into_iter()
+                    .map(|(v, n)| (v.to_owned(), n))
+                    .collect(),
+            ))
+        })
+        .collect()
 }
 
 /// How many of `rows` hold each value of column `col` (trimmed; empty values are not counted).

@@ -133,16 +133,32 @@ fn search_row(i: usize, p: &PersonRow) -> Vec<String> {
 /// What the search for unknown persons needs of the population it looks among (a county's
 /// or a region's registry persons): measured once, kept while they do not change.
 pub(crate) fn measure_population(persons: &[PersonRow]) -> Population {
-    let table = Table {
+    Population::measure(
+        &person_settings(),
+        &search_table(persons),
+        POPULATION_SAMPLE,
+    )
+    .expect("the search's columns are the settings' columns")
+}
+
+/// `measured` brought to `persons`, a population it was measured on before a few persons
+/// changed: see [`Population::recounted`].
+pub(crate) fn recount_population(measured: &Population, persons: &[PersonRow]) -> Population {
+    measured
+        .recounted(&person_settings(), &search_table(persons))
+        .expect("the search's columns are the settings' columns")
+}
+
+/// `persons` as the search's table.
+fn search_table(persons: &[PersonRow]) -> Table {
+    Table {
         columns: search_columns(),
         rows: persons
             .iter()
             .enumerate()
             .map(|(i, p)| search_row(i, p))
             .collect(),
-    };
-    Population::measure(&person_settings(), &table, POPULATION_SAMPLE)
-        .expect("the search's columns are the settings' columns")
+    }
 }
 
 /// Compares each probed person with the registry persons sharing a blocking key with them

@@ -11,6 +11,7 @@ mod registry;
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+use foldhash::HashSet;
 
 use crate::linkage::fs::{Model, Population};
 use crate::linkage::ExactLinker;
@@ -77,6 +78,9 @@ pub struct RunSummary {
     pub saved: SaveSummary,
     /// How the births linkage model was obtained: "trained", "reused from TIME", or "not needed".
     pub births_model: String,
+    /// Partitioned runs: how the county jobs had their registry digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_digests: Option<String>,
 }
 
 /// The name the births linkage model is saved under.
@@ -112,7 +116,7 @@ pub fn run(store: &mut Store, params: &Params, retrain: bool) -> Result<RunSumma
         (None, Some((_, at))) => format!("reused from {at}"),
         (None, None) => "not needed".to_owned(),
     };
-    save_run(store, params, &found, &started, births_model)
+    save_run(store, params, &found, &started, births_model, None)
 }
 
 /// Saves a run's discrepancies and records the run; `started` is when it began.
@@ -122,6 +126,7 @@ pub(crate) fn save_run(
     found: &[Discrepancy],
     started: &str,
     births_model: String,
+    registry_digests: Option<String>,
 ) -> Result<RunSummary, StoreError> {
     let period = params.period.to_string();
     let saved = store.save_discrepancies(&period, found)?;
@@ -138,6 +143,7 @@ pub(crate) fn save_run(
         by_kind,
         saved,
         births_model,
+        registry_digests,
     };
     let text = serde_json::to_string(&summary).expect("summaries serialise");
     store.record_reconcile_run(&period, &params.as_of.to_string(), started, &text)?;
@@ -203,7 +209,7 @@ pub(crate) fn find_in_scope(
         Scope::Part { .. } => {
             // Pairs with persons of other counties this job loaded; the county's own pairs
             // come with its checks.
-            registry::duplicates(&inputs.registry, &mut out);
+            registry::duplicates(&person_rows(&inputs.registry), &mut out);
             registry::invalid_feed_identifiers(inputs, params, &mut out);
         }
     }
@@ -213,11 +219,38 @@ pub(crate) fn find_in_scope(
 }
 
 /// The checks of registry persons alone (duplicates among `persons`, their bad identity
-/// numbers), stamped with `params`' period.
+/// numbers), stamped with `params`' period, in (kind, anchor) order.
 pub(crate) fn registry_checks(persons: &[Person], params: &Params) -> Vec<Discrepancy> {
     let mut out = Findings::new(params);
     registry::persons(persons, &mut out);
-    out.items
+    let mut items = out.items;
+    in_order_once(&mut items);
+    items
+}
+
+/// [`registry_checks`] of a population whose persons with keys in `changed` changed since
+/// `checks` were made: `rows` are every person now, `changed_persons` those of them whose
+/// records changed. Duplicates are found again among all rows (a changed person may pair with
+/// any other); bad numbers are per person, so only the changed persons' are checked again.
+pub(crate) fn registry_checks_updated(
+    checks: Vec<Discrepancy>,
+    rows: &[PersonRow],
+    changed: &HashSet<&str>,
+    changed_persons: &[Person],
+    params: &Params,
+) -> Vec<Discrepancy> {
+    let mut out = Findings::new(params);
+    registry::duplicates(rows, &mut out);
+    registry::invalid_registry_identifiers(changed_persons, &mut out);
+    let mut items = out.items;
+    items.extend(checks.into_iter().filter(|d| {
+        d.kind == DiscrepancyKind::InvalidIdentifier
+            && d.registry_key
+                .as_deref()
+                .is_some_and(|k| !changed.contains(k))
+    }));
+    in_order_once(&mut items);
+    items
 }
 
 /// A registry person as the search for unknown persons compares and reports them: text as
@@ -228,6 +261,9 @@ pub struct PersonRow {
     pub key: String,
     #[serde(rename = "i")]
     pub id_number: String,
+    /// Whether `id_number` passes its checks (the duplicate rule groups valid numbers only).
+    #[serde(rename = "v", default)]
+    pub id_valid: bool,
     #[serde(rename = "n")]
     pub name: String,
     #[serde(rename = "b")]
@@ -253,6 +289,7 @@ impl PersonRow {
                 .as_ref()
                 .map(|id| id.as_str().to_owned())
                 .unwrap_or_default(),
+            id_valid: p.id_number.as_ref().is_some_and(IdNumber::is_valid),
             name: p.name.clone(),
             birth_date: p.birth_date.map(|d| d.to_string()).unwrap_or_default(),
             sex: if p.sex.is_known() {
@@ -272,9 +309,21 @@ impl PersonRow {
     }
 }
 
+impl PersonRow {
+    /// The identity number when it passes its checks.
+    pub fn valid_id(&self) -> Option<&str> {
+        self.id_valid.then_some(self.id_number.as_str())
+    }
+}
+
 /// What the search for unknown persons measures of `persons` (see [`Scope::Part`]).
 pub(crate) fn measure_population(persons: &[PersonRow]) -> Population {
     events::measure_population(persons)
+}
+
+/// `measured` brought to `persons` after a few of them changed (u kept, counts made again).
+pub(crate) fn recount_population(measured: &Population, persons: &[PersonRow]) -> Population {
+    events::recount_population(measured, persons)
 }
 
 /// The rows of `persons`, in their order.
@@ -291,7 +340,7 @@ pub(crate) fn in_order_once(items: &mut Vec<Discrepancy>) {
 /// Only the duplicate-record rule, over `persons` (the cross-county pass of a partitioned run).
 pub(crate) fn duplicate_records(persons: &[Person], params: &Params) -> Vec<Discrepancy> {
     let mut out = Findings::new(params);
-    registry::duplicates(persons, &mut out);
+    registry::duplicates(&person_rows(persons), &mut out);
     out.items
 }
 

@@ -26,8 +26,8 @@ use std::time::Instant;
 use chrono::Duration;
 
 use super::{
-    find_in_scope, measure_population, person_rows, registry_checks, Inputs, Params, PersonRow,
-    RunSummary, Scope,
+    find_in_scope, measure_population, person_rows, recount_population, registry_checks,
+    registry_checks_updated, Inputs, Params, PersonRow, RunSummary, Scope,
 };
 use crate::linkage::fs::Model;
 use crate::linkage::fs::Population;
@@ -45,6 +45,22 @@ pub struct PartitionFindings {
     /// Registry persons of other counties this job loaded and did not report as a birth no
     /// source confirms: a birth of this county may have confirmed them.
     pub confirmed_elsewhere: Vec<String>,
+    /// How the job had its county's registry digest.
+    #[serde(default)]
+    pub digest: DigestUse,
+}
+
+/// How a county's job had its registry digest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestUse {
+    /// Kept from an earlier run: the county's registry had not changed.
+    #[default]
+    Kept,
+    /// Brought up to date from the registry persons logged as changed, this many.
+    Updated { changed: usize },
+    /// Made from the whole county.
+    Made,
 }
 
 /// The name a county's births linkage model is saved under; each county trains its own, so
@@ -55,7 +71,11 @@ fn births_model_name(division: &str) -> String {
 
 /// Bumped when what a registry digest holds, or how it is made, changes: older ones are made
 /// again.
-const DIGEST_FORMAT: u32 = 2;
+const DIGEST_FORMAT: u32 = 3;
+
+/// A digest brought up to date keeps the u-probabilities it measured until the county's
+/// population has grown or shrunk by this share of the size they were measured at.
+const U_DRIFT: f64 = 0.02;
 
 /// What a county's registry gives every month's job, kept in the store until the county's
 /// registry changes. Reading and checking the whole county (170,000 persons in a province) was
@@ -64,33 +84,66 @@ const DIGEST_FORMAT: u32 = 2;
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RegistryDigest {
     format: u32,
-    /// Duplicates among the county's persons and their bad identity numbers (the period is
-    /// stamped on when used).
+    /// Duplicates among the county's persons and their bad identity numbers, in (kind,
+    /// anchor) order (the period is stamped on when used).
     checks: Vec<Discrepancy>,
     /// Every person of the county in key order, as the search for unknown persons sees them.
     persons: Vec<PersonRow>,
     /// What that search measured of them.
     population: Population,
+    /// How many persons the county had when `population.u` was measured.
+    u_measured_on: u64,
 }
 
-/// The kept digest of a county's registry when the registry has not changed since it was
-/// made; otherwise one made from the whole county, and kept, with the county's persons read for
-/// it (the job then looks its own persons up among them instead of in the store).
+/// The county's registry digest: the kept one when the registry has not changed since it was
+/// made; the kept one brought up to date when the store logged which persons changed since
+/// (those are read, nothing else); otherwise one made from the whole county, with the county's
+/// persons read for it (the job then looks its own persons up among them instead of in the
+/// store). A new or updated digest is kept.
 fn registry_digest(
     store: &mut Store,
     params: &Params,
     division: &str,
-) -> Result<(RegistryDigest, Option<Vec<Person>>), StoreError> {
+) -> Result<(RegistryDigest, Option<Vec<Person>>, DigestUse), StoreError> {
     let version = store.division_version(Feed::Registry, division)?;
     if let Some((made_at, body)) = store.registry_digest(division)? {
-        let kept = (made_at == version)
-            .then(|| serde_json::from_str::<RegistryDigest>(&body).ok())
-            .flatten()
-            .filter(|d| d.format == DIGEST_FORMAT);
-        if let Some(digest) = kept {
-            return Ok((digest, None));
+        let changed = if made_at == version {
+            Some(Vec::new())
+        } else {
+            store.registry_changes(division, made_at, version)?
+        };
+        let kept = changed.and_then(|changed| {
+            serde_json::from_str::<RegistryDigest>(&body)
+                .ok()
+                .filter(|d| d.format == DIGEST_FORMAT)
+                .map(|d| (d, changed))
+        });
+        match kept {
+            Some((digest, changed)) if made_at == version || changed.is_empty() => {
+                return Ok((digest, None, DigestUse::Kept))
+            }
+            Some((digest, changed)) => {
+                let digest = updated_digest(store, params, division, digest, &changed)?;
+                save_digest(store, division, version, &digest)?;
+                let used = DigestUse::Updated {
+                    changed: changed.len(),
+                };
+                return Ok((digest, None, used));
+            }
+            None => {}
         }
     }
+    let (digest, persons) = whole_county_digest(store, params, division)?;
+    save_digest(store, division, version, &digest)?;
+    Ok((digest, Some(persons), DigestUse::Made))
+}
+
+/// The digest made from every registry person of the county, with those persons.
+fn whole_county_digest(
+    store: &mut Store,
+    params: &Params,
+    division: &str,
+) -> Result<(RegistryDigest, Vec<Person>), StoreError> {
     let mut persons = Vec::new();
     store.for_each_in_division(Feed::Registry, division, None, |r| {
         if let Record::Person(p) = r {
@@ -103,15 +156,68 @@ fn registry_digest(
         format: DIGEST_FORMAT,
         checks: registry_checks(&persons, params),
         population: measure_population(&rows),
+        u_measured_on: rows.len() as u64,
         persons: rows,
     };
-    // Made at the version read before the county was: a change meanwhile makes it again.
+    Ok((digest, persons))
+}
+
+/// Keeps `digest` as made at the county's registry `version` (read before the county was: a
+/// change meanwhile brings it up to date again next time).
+fn save_digest(
+    store: &mut Store,
+    division: &str,
+    version: i64,
+    digest: &RegistryDigest,
+) -> Result<(), StoreError> {
     store.save_registry_digest(
         division,
         version,
-        &serde_json::to_string(&digest).expect("digests serialise"),
-    )?;
-    Ok((digest, Some(persons)))
+        &serde_json::to_string(digest).expect("digests serialise"),
+    )
+}
+
+/// `digest` brought up to date after the registry persons with keys in `changed` changed
+/// (added, edited, moved into or out of the county, retired): reads only those, and gives what
+/// a digest made from the whole county would, but for u (see [`U_DRIFT`]).
+fn updated_digest(
+    store: &mut Store,
+    params: &Params,
+    division: &str,
+    digest: RegistryDigest,
+    changed: &[String],
+) -> Result<RegistryDigest, StoreError> {
+    let keys: Vec<&str> = changed.iter().map(String::as_str).collect();
+    let mut here: Vec<Person> = persons(store.registry_by_keys(&keys)?)
+        .filter(|p| p.division() == division)
+        .collect();
+    here.sort_by(|a, b| a.person_key.cmp(&b.person_key));
+    let changed: HashSet<&str> = keys.into_iter().collect();
+    let mut rows: Vec<PersonRow> = digest
+        .persons
+        .into_iter()
+        .filter(|r| !changed.contains(r.key.as_str()))
+        .collect();
+    rows.extend(person_rows(&here));
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    let checks = registry_checks_updated(digest.checks, &rows, &changed, &here, params);
+    let size = rows.len() as u64;
+    let drift = size.abs_diff(digest.u_measured_on) as f64;
+    let (population, u_measured_on) = if drift > U_DRIFT * digest.u_measured_on.max(1) as f64 {
+        (measure_population(&rows), size)
+    } else {
+        (
+            recount_population(&digest.population, &rows),
+            digest.u_measured_on,
+        )
+    };
+    Ok(RegistryDigest {
+        format: DIGEST_FORMAT,
+        checks,
+        persons: rows,
+        population,
+        u_measured_on,
+    })
 }
 
 /// Everything a county's job works on.
@@ -127,6 +233,8 @@ pub struct CountyInputs {
     pub population: Population,
     /// The county's registry checks, stamped with the period.
     pub checks: Vec<Discrepancy>,
+    /// How the county's registry digest was had.
+    pub digest: DigestUse,
 }
 
 /// Loads everything a county's job needs: its feed records around the period, its registry
@@ -139,7 +247,7 @@ pub fn partition_inputs(
     params: &Params,
     division: &str,
 ) -> Result<CountyInputs, StoreError> {
-    let (digest, county) = registry_digest(store, params, division)?;
+    let (digest, county, digest_use) = registry_digest(store, params, division)?;
     let mut inputs = Inputs::default();
     let window = (
         params.period.first_day() - Duration::days(WINDOW_DAYS),
@@ -277,6 +385,7 @@ pub fn partition_inputs(
         persons: everyone,
         population: digest.population,
         checks,
+        digest: digest_use,
     })
 }
 
@@ -335,6 +444,7 @@ pub fn run_partition(
         persons,
         population,
         checks,
+        digest,
     } = partition_inputs(store, params, division)?;
     let name = births_model_name(division);
     let saved = if retrain {
@@ -377,6 +487,7 @@ pub fn run_partition(
     Ok(PartitionFindings {
         findings,
         confirmed_elsewhere,
+        digest,
     })
 }
 
@@ -566,11 +677,33 @@ pub fn finish_run(
             })?;
         parts.push(part);
     }
+    let digests = digest_counts(parts.iter().map(|p| p.digest));
     let found = merge(store, params, parts)?;
     let births_model = format!("one per county ({} partitions)", run.partitions.len());
-    let summary = super::save_run(store, params, &found, &started, births_model)?;
+    let summary = super::save_run(store, params, &found, &started, births_model, Some(digests))?;
     store.finish_partition_run(&run.run)?;
     Ok(summary)
+}
+
+/// How a run's jobs had their registry digests, for the run's summary.
+fn digest_counts(uses: impl Iterator<Item = DigestUse>) -> String {
+    let (mut kept, mut updated, mut changed, mut made) = (0, 0, 0, 0);
+    for u in uses {
+        match u {
+            DigestUse::Kept => kept += 1,
+            DigestUse::Updated { changed: n } => {
+                updated += 1;
+                changed += n;
+            }
+            DigestUse::Made => made += 1,
+        }
+    }
+    let read = if updated > 0 {
+        format!(" ({changed} changed persons read)")
+    } else {
+        String::new()
+    };
+    format!("{kept} kept, {updated} brought up to date{read}, {made} made from the whole county")
 }
 
 /// A partitioned run done in this process: `jobs` threads take the counties in turn, each on
@@ -650,12 +783,7 @@ mod tests {
         w.add(person("P1", "410611", &id), "row 1").unwrap();
         w.add(person("P2", "410621", &id), "row 2").unwrap();
         w.finish(2, None).unwrap();
-        let params = Params {
-            period: "2026-10".parse().unwrap(),
-            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
-            grace_days: 30,
-            region_prefix: "4106".into(),
-        };
+        let params = october();
         // Each county alone sees one holder; a county job that loaded the other as a foreign
         // person would report the pair too: kept once.
         let (found, _) = find_discrepancies_with(
@@ -672,6 +800,7 @@ mod tests {
         let part = PartitionFindings {
             findings: found,
             confirmed_elsewhere: Vec::new(),
+            digest: DigestUse::Kept,
         };
         let merged = merge(&mut store, &params, vec![part]).unwrap();
         let duplicates: Vec<&Discrepancy> = merged
@@ -684,6 +813,16 @@ mod tests {
             .unwrap()
             .iter()
             .any(|d| d.anchor == "P1|P2"));
+    }
+
+    /// October 2026 as of November 20th, in the region 4106.
+    fn october() -> Params {
+        Params {
+            period: "2026-10".parse().unwrap(),
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            grace_days: 30,
+            region_prefix: "4106".into(),
+        }
     }
 
     fn id(body: &str) -> String {
@@ -721,14 +860,9 @@ mod tests {
     }
 
     #[test]
-    fn a_county_digest_is_kept_until_its_registry_changes_and_then_made_again() {
+    fn a_county_digest_is_kept_until_its_registry_changes_and_then_brought_up_to_date() {
         let mut store = Store::open_in_memory().unwrap();
-        let params = Params {
-            period: "2026-10".parse().unwrap(),
-            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
-            grace_days: 30,
-            region_prefix: "4106".into(),
-        };
+        let params = october();
         let (a, b) = (id("41061119900101001"), id("41062119900101003"));
         load(
             &mut store,
@@ -760,7 +894,7 @@ mod tests {
         assert!(store.division_version(Feed::Registry, "410611").unwrap() > made_at);
         assert!(
             duplicates(&mut store, &params).is_empty(),
-            "the county's digest was made again"
+            "the county's digest was brought up to date"
         );
 
         // P3 moves to 410611 with P1's number: both counties changed.
@@ -780,5 +914,141 @@ mod tests {
         // Their own number again: the kept look-up is out of date and made again.
         load(&mut store, "fifth", vec![person("P3", "410621", &b)]);
         assert!(duplicates(&mut store, &params).is_empty());
+    }
+
+    /// A person of `division` born on day `day` of 1990 (1-28), with a mother.
+    fn resident(key: &str, division: &str, seq: u32, name: &str, day: u32) -> Person {
+        let body = format!("{division}199001{day:02}{seq:03}");
+        let mother = format!("{division}19650304{:03}", seq % 7);
+        Person {
+            person_key: key.into(),
+            id_number: IdNumber::parse(&format!("{body}{}", check_char(&body))),
+            name: name.into(),
+            sex: if seq.is_multiple_of(2) {
+                Sex::Male
+            } else {
+                Sex::Female
+            },
+            birth_date: chrono::NaiveDate::from_ymd_opt(1990, 1, day),
+            hukou_division: division.parse().ok(),
+            residence_division: None,
+            marital_status: None,
+            spouse_id_number: None,
+            mother_id_number: IdNumber::parse(&format!("{mother}{}", check_char(&mother))),
+            father_id_number: None,
+            status: PersonStatus::Resident,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn a_digest_brought_up_to_date_holds_what_one_made_from_the_whole_county_would() {
+        let mut store = Store::open_in_memory().unwrap();
+        let params = october();
+        let names = ["张伟", "王芳", "李娜", "刘洋", "陈静"];
+        let mut people: Vec<Person> = (0..60u32)
+            .map(|n| {
+                let d = if n < 45 { "410611" } else { "410621" };
+                resident(&format!("P{n:03}"), d, n, names[n as usize % 5], 1 + n % 9)
+            })
+            .collect();
+        // A duplicate by number, and one with a bad number.
+        people[7].id_number = people[6].id_number.clone();
+        people[9].id_number = IdNumber::parse("410611199001019990");
+        load(
+            &mut store,
+            "first",
+            people.iter().cloned().map(Record::Person).collect(),
+        );
+        let (_, read, _) = registry_digest(&mut store, &params, "410611").unwrap();
+        assert!(read.is_some(), "the first digest reads the county whole");
+
+        let mut changed: Vec<Person> = Vec::new();
+        let mut edit = |n: usize, f: &dyn Fn(&mut Person)| {
+            let mut p = people[n].clone();
+            f(&mut p);
+            changed.push(p);
+        };
+        // Renamed into a duplicate of P000 (same name, sex, birth date and mother, no number).
+        edit(10, &|p| {
+            p.name = "张伟".into();
+            p.sex = Sex::Male;
+            p.birth_date = chrono::NaiveDate::from_ymd_opt(1990, 1, 1);
+            p.mother_id_number = people[0].mother_id_number.clone();
+            p.id_number = None;
+        });
+        edit(11, &|p| p.hukou_division = "410621".parse().ok()); // moves out
+        edit(50, &|p| p.hukou_division = "410611".parse().ok()); // moves in
+        edit(9, &|p| p.id_number = people[8].id_number.clone()); // bad number corrected...
+        edit(20, &|p| {
+            p.father_id_number = IdNumber::parse("110101197001010000")
+        }); // ...one made
+        edit(7, &|p| p.name = "赵敏".into()); // still P006's duplicate by number
+        let mut born = resident("P100", "410611", 100, "孙丽", 3);
+        born.id_number = people[30].id_number.clone();
+        changed.push(born);
+        load(
+            &mut store,
+            "second",
+            changed.into_iter().map(Record::Person).collect(),
+        );
+
+        let (updated, read, used) = registry_digest(&mut store, &params, "410611").unwrap();
+        assert!(
+            read.is_none(),
+            "brought up to date from the persons that changed"
+        );
+        assert_eq!(used, DigestUse::Updated { changed: 7 });
+        let (whole, _) = whole_county_digest(&mut store, &params, "410611").unwrap();
+        assert_eq!(updated.persons, whole.persons);
+        assert_eq!(
+            serde_json::to_value(&updated.checks).unwrap(),
+            serde_json::to_value(&whole.checks).unwrap()
+        );
+        let anchors: Vec<&str> = updated.checks.iter().map(|d| d.anchor.as_str()).collect();
+        assert!(anchors.contains(&"P000|P010"), "{anchors:?}");
+        assert!(anchors.contains(&"P006|P007"), "{anchors:?}");
+        assert!(anchors.contains(&"P008|P009"), "{anchors:?}");
+        assert!(anchors.contains(&"P030|P100"), "{anchors:?}");
+        assert!(
+            updated
+                .checks
+                .iter()
+                .any(|d| d.kind == DiscrepancyKind::InvalidIdentifier
+                    && d.registry_key.as_deref() == Some("P020")),
+            "{anchors:?}"
+        );
+        assert!(
+            !updated
+                .checks
+                .iter()
+                .any(|d| d.kind == DiscrepancyKind::InvalidIdentifier
+                    && d.registry_key.as_deref() == Some("P009")),
+            "{anchors:?}"
+        );
+        // 45 persons became 46, more than U_DRIFT: u measured again, so all of it is equal.
+        assert_eq!(updated.population, whole.population);
+        assert_eq!(updated.u_measured_on, 46);
+
+        // A rename: u is kept, the counts follow.
+        let mut renamed = people[12].clone();
+        renamed.name = "周杰".into();
+        load(&mut store, "third", vec![Record::Person(renamed)]);
+        let (again, read, used_again) = registry_digest(&mut store, &params, "410611").unwrap();
+        assert!(read.is_none());
+        assert_eq!(used_again, DigestUse::Updated { changed: 1 });
+        let (whole, _) = whole_county_digest(&mut store, &params, "410611").unwrap();
+        assert_eq!(again.persons, whole.persons);
+        assert_ne!(again.population.counts, updated.population.counts);
+        assert_eq!(again.population.counts, whole.population.counts);
+        assert_eq!(again.population.u, updated.population.u);
+        assert_eq!(again.u_measured_on, 46);
+
+        // Kept as made at the county's version: the next month reads nothing more.
+        let (made_at, _) = store.registry_digest("410611").unwrap().expect("kept");
+        assert_eq!(
+            made_at,
+            store.division_version(Feed::Registry, "410611").unwrap()
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::{division_text, Finding, Findings, Inputs, Params};
+use super::{division_text, person_rows, Finding, Findings, Inputs, Params, PersonRow};
 use crate::model::*;
 
 /// Every registry-only finding and every bad identity number, over a whole registry.
@@ -15,40 +15,37 @@ pub(super) fn reconcile(inputs: &Inputs, params: &Params, out: &mut Findings) {
 
 /// The checks of registry persons alone: duplicates among them and their bad numbers.
 pub(super) fn persons(persons: &[Person], out: &mut Findings) {
-    duplicates(persons, out);
+    duplicates(&person_rows(persons), out);
     invalid_registry_identifiers(persons, out);
 }
 
 /// Two registry records are the same person when they hold the same valid identity number,
 /// or when they agree on name, sex, birth date and mother and at most one has a valid number.
-pub(super) fn duplicates(persons: &[Person], out: &mut Findings) {
+///
+/// It works on [`PersonRow`]s, what a county's digest keeps of every person, so that a digest
+/// brought up to date from the persons that changed finds the duplicates a fresh one would.
+pub(super) fn duplicates(persons: &[PersonRow], out: &mut Findings) {
     let mut pairs: BTreeSet<(usize, usize, &'static str)> = BTreeSet::new();
     // Hash maps: the pairs are collected in order whatever order the groups come in.
     let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut by_identity: HashMap<(&str, Sex, chrono::NaiveDate, &str), Vec<usize>> = HashMap::new();
+    let mut by_identity: HashMap<(&str, &str, &str, &str), Vec<usize>> = HashMap::new();
     for (i, p) in persons.iter().enumerate() {
-        if let Some(id) = p.id_number.as_ref().filter(|id| id.is_valid()) {
-            by_id.entry(id.as_str()).or_default().push(i);
+        if let Some(id) = p.valid_id() {
+            by_id.entry(id).or_default().push(i);
         }
-        if let (Some(d), Some(m)) = (
-            p.birth_date,
-            p.mother_id_number.as_ref().filter(|m| m.is_valid()),
-        ) {
-            if !p.name.is_empty() {
-                by_identity
-                    .entry((p.name.as_str(), p.sex, d, m.as_str()))
-                    .or_default()
-                    .push(i);
-            }
+        if !p.birth_date.is_empty() && !p.mother_id.is_empty() && !p.name.is_empty() {
+            by_identity
+                .entry((
+                    p.name.as_str(),
+                    p.sex.as_str(),
+                    p.birth_date.as_str(),
+                    p.mother_id.as_str(),
+                ))
+                .or_default()
+                .push(i);
         }
     }
-    let valid = |i: usize| {
-        persons[i]
-            .id_number
-            .as_ref()
-            .filter(|id| id.is_valid())
-            .map(|id| id.as_str())
-    };
+    let valid = |i: usize| persons[i].valid_id();
     for group in by_id.values() {
         for (a, &i) in group.iter().enumerate() {
             for &j in &group[a + 1..] {
@@ -61,35 +58,36 @@ pub(super) fn duplicates(persons: &[Person], out: &mut Findings) {
             for &j in &group[a + 1..] {
                 let (i, j) = (i.min(j), i.max(j));
                 let conflicting_ids = matches!((valid(i), valid(j)), (Some(x), Some(y)) if x != y);
-                if !conflicting_ids && !pairs.iter().any(|&(x, y, _)| x == i && y == j) {
+                let same_number = pairs
+                    .range((i, j, "")..)
+                    .next()
+                    .is_some_and(|&(x, y, _)| (x, y) == (i, j));
+                if !conflicting_ids && !same_number {
                     pairs.insert((i, j, "the same name, sex, birth date and mother"));
                 }
             }
         }
     }
     for (i, j, why) in pairs {
-        let (a, b) = if persons[i].person_key <= persons[j].person_key {
+        let (a, b) = if persons[i].key <= persons[j].key {
             (&persons[i], &persons[j])
         } else {
             (&persons[j], &persons[i])
         };
         out.push(Finding {
             kind: DiscrepancyKind::DuplicateRegistryRecord,
-            division: division_text(&a.hukou_division),
-            sources: vec![SourceRef::new("registry", &b.person_key)],
-            registry_key: Some(a.person_key.clone()),
+            division: (!a.division.is_empty()).then(|| a.division.clone()),
+            sources: vec![SourceRef::new("registry", &b.key)],
+            registry_key: Some(a.key.clone()),
             fields: Vec::new(),
-            explanation: format!(
-                "registry persons {} and {} have {why}",
-                a.person_key, b.person_key
-            ),
-            anchor: format!("{}|{}", a.person_key, b.person_key),
+            explanation: format!("registry persons {} and {} have {why}", a.key, b.key),
+            anchor: format!("{}|{}", a.key, b.key),
         });
     }
 }
 
 /// One `invalid_identifier` per registry person carrying at least one bad identity number.
-fn invalid_registry_identifiers(persons: &[Person], out: &mut Findings) {
+pub(super) fn invalid_registry_identifiers(persons: &[Person], out: &mut Findings) {
     for p in persons {
         let ids = [
             ("id_number", &p.id_number),

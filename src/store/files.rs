@@ -3,7 +3,9 @@
 use super::sql::{args, Conn, Param, Row, Tx};
 
 use super::{now, sha256_hex, Result, Store};
-use crate::model::Record;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{Feed, Record};
 
 /// A file as recorded in raw landing.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -151,7 +153,11 @@ impl Store {
             upserted: 0,
             unchanged: 0,
             quarantined: 0,
-            touched: Touched::default(),
+            touched: if bulk {
+                Touched::without_keys()
+            } else {
+                Touched::default()
+            },
             seen: bulk.then(SeenKeys::default),
         })
     }
@@ -181,33 +187,118 @@ pub struct FileWriter<'a> {
 
 /// The counties whose records of each feed a write changed (where a record was and where it
 /// is now): their versions move on when the write commits, which tells a reconciliation that
-/// what it kept about a county is out of date.
-#[derive(Default)]
-pub(super) struct Touched(
-    std::collections::BTreeMap<&'static str, std::collections::BTreeSet<String>>,
-);
+/// what it kept about a county is out of date. Of the registry it also logs which persons
+/// changed in each county, from which a county's digest is brought up to date instead of made
+/// again from the whole county.
+pub(super) struct Touched {
+    divisions: BTreeMap<&'static str, BTreeSet<String>>,
+    /// Per county, the registry keys this write changed there; `None` once more than
+    /// [`MAX_LOGGED`] (the county's digest is then made again).
+    registry_keys: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// A bulk load logs no keys: the feed was empty, so every county is read whole anyway.
+    log_keys: bool,
+}
+
+/// More registry persons than this changed in one county by one write are not listed: reading
+/// that many by key costs what reading the county does.
+const MAX_LOGGED: usize = 50_000;
+
+impl Default for Touched {
+    fn default() -> Touched {
+        Touched {
+            divisions: BTreeMap::new(),
+            registry_keys: BTreeMap::new(),
+            log_keys: true,
+        }
+    }
+}
 
 impl Touched {
-    fn add(&mut self, feed: &'static str, division: &str) {
-        let divisions = self.0.entry(feed).or_default();
-        if !divisions.contains(division) {
-            divisions.insert(division.to_owned());
+    /// For a bulk load, which logs no registry keys.
+    fn without_keys() -> Touched {
+        Touched {
+            log_keys: false,
+            ..Touched::default()
         }
     }
 
-    /// Moves each touched county's version on, inside the write's transaction.
+    /// Notes that the record of `feed` with `key` changed in `division`.
+    fn add(&mut self, feed: &'static str, division: &str, key: &str) {
+        let divisions = self.divisions.entry(feed).or_default();
+        if !divisions.contains(division) {
+            divisions.insert(division.to_owned());
+        }
+        if !self.log_keys || feed != Feed::Registry.name() {
+            return;
+        }
+        if !self.registry_keys.contains_key(division) {
+            self.registry_keys
+                .insert(division.to_owned(), Some(BTreeSet::new()));
+        }
+        if let Some(logged) = self.registry_keys.get_mut(division) {
+            match logged {
+                Some(keys) if keys.len() >= MAX_LOGGED => *logged = None,
+                Some(keys) => {
+                    keys.insert(key.to_owned());
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Moves each touched county's version on, and logs the registry keys changed at the new
+    /// version, inside the write's transaction.
     pub(super) fn save(&self, conn: &Conn) -> Result<()> {
-        for (feed, divisions) in &self.0 {
+        for (feed, divisions) in &self.divisions {
             for division in divisions {
-                conn.execute(
-                    "INSERT INTO division_versions (feed, division, version) VALUES (?1, ?2, 1)
-                     ON CONFLICT (feed, division) DO UPDATE SET version = division_versions.version + 1",
-                    args![*feed, division],
-                )?;
+                let version: i64 = conn
+                    .query_one(
+                        "INSERT INTO division_versions (feed, division, version) VALUES (?1, ?2, 1)
+                         ON CONFLICT (feed, division) DO UPDATE SET version = division_versions.version + 1
+                         RETURNING version",
+                        args![*feed, division],
+                    )?
+                    .get(0)?;
+                if let Some(Some(keys)) = self.registry_keys.get(division) {
+                    if *feed == Feed::Registry.name() {
+                        log_registry_changes(conn, division, version, keys)?;
+                    }
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Logs that the registry persons with `keys` changed in `division` at its `version`.
+fn log_registry_changes(
+    conn: &Conn,
+    division: &str,
+    version: i64,
+    keys: &BTreeSet<String>,
+) -> Result<()> {
+    if conn.is_postgres() {
+        let keys: Vec<Option<&str>> = keys.iter().map(|k| Some(k.as_str())).collect();
+        for chunk in keys.chunks(10_000) {
+            conn.execute(
+                "INSERT INTO registry_changes (division, version, record_key)
+                 SELECT ?1, ?2, unnest(?3::TEXT[])",
+                &[
+                    Param::Text(division),
+                    Param::Int(version),
+                    Param::Texts(chunk),
+                ],
+            )?;
+        }
+    } else {
+        for key in keys {
+            conn.execute(
+                "INSERT INTO registry_changes (division, version, record_key) VALUES (?1, ?2, ?3)",
+                args![division, version, key],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Hashes of the keys a bulk load stored. Two keys with one hash only cost a look-up.
@@ -432,9 +523,9 @@ pub(super) fn upsert_record(
     );
     if outcome.changed() {
         conn.execute(&upsert_sql(1), &row.params(file_id, &now()))?;
-        touched.add(row.feed, &row.division);
+        touched.add(row.feed, &row.division, &row.key);
         if let Some((_, before)) = &existing {
-            touched.add(row.feed, before);
+            touched.add(row.feed, before, &row.key);
         }
     }
     Ok(outcome)
@@ -641,9 +732,9 @@ fn upsert_batch(
             continue;
         }
         changed += 1;
-        touched.add(row.feed, &row.division);
+        touched.add(row.feed, &row.division, &row.key);
         if let Some(before) = stored_division.get(&id) {
-            touched.add(row.feed, before);
+            touched.add(row.feed, before, &row.key);
         }
         stored.insert(id.clone(), (row.hash.clone(), row.version.clone()));
         match row_of.get(&id) {

@@ -77,6 +77,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "divisions_listed",
         include_str!("migrations/0012_divisions_listed.sql"),
     ),
+    (
+        "registry_changes",
+        include_str!("migrations/0013_registry_changes.sql"),
+    ),
 ];
 
 /// The migration whose new columns are filled from the stored records (see

@@ -2,6 +2,8 @@
 //! counties, and the bookkeeping of partitioned reconciliation runs (whose jobs may be done by
 //! several worker processes on one PostgreSQL database).
 
+use std::collections::BTreeSet;
+
 use chrono::NaiveDate;
 
 use super::sql::{args, Param};
@@ -175,14 +177,46 @@ impl Store {
             .transpose()
     }
 
-    /// Keeps a county's registry digest made at `version`, replacing the one before.
+    /// Keeps a county's registry digest made at `version`, replacing the one before, and
+    /// forgets the changes logged up to that version (the digest has them).
     pub fn save_registry_digest(&mut self, division: &str, version: i64, body: &str) -> Result<()> {
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "INSERT INTO registry_digests (division, version, body, made_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (division) DO UPDATE SET version = excluded.version, body = excluded.body, made_at = excluded.made_at",
             args![division, version, body, now()],
         )?;
-        Ok(())
+        tx.execute(
+            "DELETE FROM registry_changes WHERE division = ?1 AND version <= ?2",
+            args![division, version],
+        )?;
+        tx.commit()
+    }
+
+    /// The keys of the registry persons a county's writes changed after its registry version
+    /// `since` up to `until`, in key order; `None` when a write in between did not log them
+    /// (a bulk load, or one that changed too many to list) and the county has to be read
+    /// whole.
+    pub fn registry_changes(
+        &self,
+        division: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Option<Vec<String>>> {
+        let rows = self.conn.query(
+            "SELECT version, record_key FROM registry_changes
+             WHERE division = ?1 AND version > ?2 AND version <= ?3",
+            args![division, since, until],
+        )?;
+        let mut versions = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for row in rows {
+            versions.insert(row.get::<i64>(0)?);
+            keys.insert(row.get::<String>(1)?);
+        }
+        // Every write moving the version on logs at least one key at its version.
+        let complete = i64::try_from(versions.len()).ok() == Some(until - since);
+        Ok(complete.then(|| keys.into_iter().collect()))
     }
 
     /// Identity numbers that registry persons of more than one county hold: the only

@@ -1026,3 +1026,102 @@ fn a_second_writer_of_a_feed_waits_for_the_first_on_postgres() {
     });
     assert_eq!(record_count(&first), 100);
 }
+
+#[test]
+fn registry_writes_log_the_persons_they_changed_per_county_and_bulk_loads_log_none() {
+    on_both(|mut store| {
+        let load = |store: &mut Store, sha: &str, size: u64, records: Vec<Record>| {
+            let mut w = store
+                .begin_file("registry.csv", sha, size, "registry", "m")
+                .unwrap();
+            let n = records.len() as u64;
+            for r in records {
+                w.add(r, "row").unwrap();
+            }
+            w.finish(n, None).unwrap();
+        };
+        load(
+            &mut store,
+            "bulk",
+            64 << 20,
+            (0..20).map(|n| person(n, "410611")).collect(),
+        );
+        let version = |store: &Store, d: &str| store.division_version(Feed::Registry, d).unwrap();
+        assert_eq!(version(&store, "410611"), 1);
+        assert_eq!(
+            store.registry_changes("410611", 0, 1).unwrap(),
+            None,
+            "a bulk load lists nothing: the county is read whole"
+        );
+
+        // An edit, one unchanged person, and a move to another county.
+        let renamed = match person(3, "410611") {
+            Record::Person(mut p) => {
+                p.name = "李娜".into();
+                Record::Person(p)
+            }
+            _ => unreachable!(),
+        };
+        load(
+            &mut store,
+            "edits",
+            10,
+            vec![renamed, person(4, "410611"), person(5, "410621")],
+        );
+        assert_eq!(version(&store, "410611"), 2);
+        assert_eq!(
+            store.registry_changes("410611", 1, 2).unwrap(),
+            Some(vec!["P00000003".to_owned(), "P00000005".to_owned()])
+        );
+        assert_eq!(
+            store
+                .registry_changes(
+                    "410621",
+                    version(&store, "410621") - 1,
+                    version(&store, "410621")
+                )
+                .unwrap(),
+            Some(vec!["P00000005".to_owned()])
+        );
+        // From before the bulk load the log is incomplete.
+        assert_eq!(store.registry_changes("410611", 0, 2).unwrap(), None);
+
+        load(&mut store, "more", 10, vec![person(6, "410621")]);
+        assert_eq!(version(&store, "410611"), 3);
+        assert_eq!(
+            store.registry_changes("410611", 1, 3).unwrap(),
+            Some(
+                ["P00000003", "P00000005", "P00000006"]
+                    .map(str::to_owned)
+                    .to_vec()
+            )
+        );
+        // A digest saved at a version has taken in what was logged up to it.
+        store.save_registry_digest("410611", 2, "{}").unwrap();
+        assert_eq!(store.registry_changes("410611", 1, 3).unwrap(), None);
+        assert_eq!(
+            store.registry_changes("410611", 2, 3).unwrap(),
+            Some(vec!["P00000006".to_owned()])
+        );
+        // Feed records are not logged.
+        let mut w = store
+            .begin_file("births.xml", "sha-births", 10, "health.births", "m")
+            .unwrap();
+        w.add(
+            birth(
+                "B1",
+                CertStatus::Issued,
+                "王小明",
+                "2026-10-02T08:00:00+08:00",
+            ),
+            "row",
+        )
+        .unwrap();
+        w.finish(1, None).unwrap();
+        let logged: i64 = scalar(&store, "SELECT COUNT(*) FROM registry_changes");
+        assert_eq!(
+            logged, 3,
+            "P00000006 in 410611, P00000005 and P00000006 in 410621"
+        );
+    });
+}
