@@ -2,7 +2,7 @@
 //! counties, and the bookkeeping of partitioned reconciliation runs (whose jobs may be done by
 //! several worker processes on one PostgreSQL database).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
@@ -177,19 +177,47 @@ impl Store {
             .transpose()
     }
 
-    /// Keeps a county's registry digest made at `version`, replacing the one before, and
-    /// forgets the changes logged up to that version (the digest has them).
+    /// Keeps a county's registry digest made at `version`, replacing the one before.
     pub fn save_registry_digest(&mut self, division: &str, version: i64, body: &str) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
+        self.conn.execute(
             "INSERT INTO registry_digests (division, version, body, made_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (division) DO UPDATE SET version = excluded.version, body = excluded.body, made_at = excluded.made_at",
             args![division, version, body, now()],
         )?;
-        tx.execute(
-            "DELETE FROM registry_changes WHERE division = ?1 AND version <= ?2",
-            args![division, version],
-        )?;
+        Ok(())
+    }
+
+    /// The registry version each kept digest was made at, by county (without the bodies).
+    pub fn registry_digest_versions(&self) -> Result<BTreeMap<String, i64>> {
+        self.conn
+            .query("SELECT division, version FROM registry_digests", &[])?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
+    }
+
+    /// Each county's version of `feed` (see [`Store::division_version`]).
+    pub fn division_versions(&self, feed: Feed) -> Result<BTreeMap<String, i64>> {
+        self.conn
+            .query(
+                "SELECT division, version FROM division_versions WHERE feed = ?1",
+                args![feed.name()],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
+    }
+
+    /// Forgets the registry changes logged in each county up to the version given for it:
+    /// what everything that reads the log has taken in.
+    pub fn forget_registry_changes(&mut self, upto: &BTreeMap<String, i64>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (division, version) in upto {
+            tx.execute(
+                "DELETE FROM registry_changes WHERE division = ?1 AND version <= ?2",
+                args![division, version],
+            )?;
+        }
         tx.commit()
     }
 
@@ -217,6 +245,43 @@ impl Store {
         // Every write moving the version on logs at least one key at its version.
         let complete = i64::try_from(versions.len()).ok() == Some(until - since);
         Ok(complete.then(|| keys.into_iter().collect()))
+    }
+
+    /// The valid identity numbers of the current registry persons with `keys`.
+    pub fn registry_ids_of_keys(&self, keys: &[&str]) -> Result<Vec<String>> {
+        self.texts_for(keys, |marks| {
+            format!(
+                "SELECT id_number FROM records WHERE feed = 'registry' AND record_key IN ({marks})
+                 AND id_number IS NOT NULL AND retired = 0"
+            )
+        })
+    }
+
+    /// Those of `ids` that registry persons of more than one county hold, in order.
+    pub fn ids_in_several_divisions_among(&self, ids: &[&str]) -> Result<Vec<String>> {
+        let mut out = self.texts_for(ids, |marks| {
+            format!(
+                "SELECT id_number FROM records WHERE id_number IN ({marks}) AND retired = 0
+                 GROUP BY id_number HAVING COUNT(DISTINCT division) > 1"
+            )
+        })?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The first column of `sql(marks)` run for [`LOOKUP`] of `values` at a time, `marks` the
+    /// placeholders they take.
+    fn texts_for(&self, values: &[&str], sql: impl Fn(&str) -> String) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in values.chunks(LOOKUP) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 1)).collect();
+            let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v)).collect();
+            for row in self.conn.query(&sql(&marks.join(", ")), &params)? {
+                out.push(row.get(0)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Identity numbers that registry persons of more than one county hold: the only
