@@ -1127,3 +1127,39 @@ fn registry_writes_log_the_persons_they_changed_per_county_and_bulk_loads_log_no
         );
     });
 }
+
+#[test]
+fn numbers_of_changed_persons_and_those_held_in_several_counties_are_looked_up_in_bulk() {
+    on_both(|mut store| {
+        let mut w = store
+            .begin_file("registry.csv", "sha-ids", 10, "registry", "m")
+            .unwrap();
+        // More than one look-up's worth, and one number held in two counties.
+        for n in 0..1_200 {
+            w.add(person(n, "410611"), "row").unwrap();
+        }
+        let mut twin = match person(5, "410621") {
+            Record::Person(p) => p,
+            _ => unreachable!(),
+        };
+        twin.person_key = "Q00000005".into();
+        twin.id_number = IdNumber::parse(&person_id(5));
+        w.add(Record::Person(twin), "row").unwrap();
+        w.finish(1_201, None).unwrap();
+
+        let keys: Vec<String> = (0..1_200).map(|n| format!("P{n:08}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut ids = store.registry_ids_of_keys(&keys).unwrap();
+        ids.sort();
+        let mut expected: Vec<String> = (0..1_200).map(person_id).collect();
+        expected.sort();
+        assert_eq!(ids, expected);
+
+        let asked: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert_eq!(
+            store.ids_in_several_divisions_among(&asked).unwrap(),
+            [person_id(5)]
+        );
+        assert_eq!(store.ids_in_several_divisions().unwrap(), [person_id(5)]);
+    });
+}
