@@ -29,6 +29,77 @@ fn mark_seen(tx: &Tx, ids: &[&str], at: &str) -> Result<()> {
     Ok(())
 }
 
+/// A discrepancy's fingerprint: `FACTS:BODY`, hashes of what its review rests on (everything
+/// but the match weights) and of its whole stored body. The weights (`score`, `evidence`) move
+/// when a county's u-probabilities are measured again although no record changed; that must not
+/// reopen what an operator resolved. Fingerprints stored before this had the body's hash only.
+struct Fingerprint {
+    facts: String,
+    body: String,
+}
+
+impl Fingerprint {
+    fn of(d: &Discrepancy, body: &str) -> Fingerprint {
+        #[derive(serde::Serialize)]
+        struct Facts<'a> {
+            kind: crate::model::DiscrepancyKind,
+            period: &'a str,
+            division: &'a Option<String>,
+            severity: crate::model::Severity,
+            sources: &'a [crate::model::SourceRef],
+            registry_key: &'a Option<String>,
+            fields: &'a [crate::model::FieldDiff],
+            explanation: &'a str,
+            anchor: &'a str,
+            possible_match: bool,
+        }
+        let facts = Facts {
+            kind: d.kind,
+            period: &d.period,
+            division: &d.division,
+            severity: d.severity,
+            sources: &d.sources,
+            registry_key: &d.registry_key,
+            fields: &d.fields,
+            explanation: &d.explanation,
+            anchor: &d.anchor,
+            possible_match: d.possible_match,
+        };
+        let facts = serde_json::to_vec(&facts).expect("discrepancies always serialise");
+        Fingerprint {
+            facts: sha256_hex(&facts),
+            body: sha256_hex(body.as_bytes()),
+        }
+    }
+
+    fn stored(&self) -> String {
+        format!("{}:{}", self.facts, self.body)
+    }
+
+    /// How a stored fingerprint compares with this one.
+    fn against(&self, stored: &str) -> Sameness {
+        let (facts, body) = match stored.split_once(':') {
+            Some((facts, body)) => (Some(facts), body),
+            None => (None, stored),
+        };
+        if body == self.body {
+            Sameness::Same
+        } else if facts == Some(self.facts.as_str()) {
+            Sameness::Reweighed
+        } else {
+            Sameness::Changed
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sameness {
+    Same,
+    /// Only the match weights differ.
+    Reweighed,
+    Changed,
+}
+
 /// New discrepancies are stored this many at a time (on PostgreSQL by `COPY`: a new month's
 /// findings one statement each were two round trips per discrepancy, 295,000 for a province).
 pub(super) const NEW_BATCH: usize = 5_000;
@@ -187,13 +258,22 @@ impl Store {
         let mut created: Vec<(String, &'static str)> = Vec::new();
         for d in ordered {
             let body = serde_json::to_string(d).expect("discrepancies always serialise");
-            let fingerprint = sha256_hex(body.as_bytes());
+            let print = Fingerprint::of(d, &body);
+            let fingerprint = print.stored();
             let k = (d.kind.name().to_owned(), d.anchor.clone());
             if !seen.insert(k.clone()) {
                 continue;
             }
-            match known.get(&k) {
-                Some((id, status, old)) if *old == fingerprint => {
+            let sameness = known.get(&k).map(|(_, _, old)| print.against(old));
+            match (known.get(&k), sameness) {
+                (Some((id, status, _)), Some(Sameness::Same | Sameness::Reweighed)) => {
+                    if sameness == Some(Sameness::Reweighed) {
+                        // The current weights replace the old, quietly: nothing to review.
+                        tx.execute(
+                            "UPDATE discrepancies SET score = ?2, body = ?3, fingerprint = ?4 WHERE id = ?1",
+                            args![id, d.score, body, fingerprint],
+                        )?;
+                    }
                     still_found.push(id);
                     if status == "gone" {
                         reopen(&tx, id, status, "observed again", &at)?;
@@ -202,7 +282,7 @@ impl Store {
                         summary.unchanged += 1;
                     }
                 }
-                Some((id, status, _)) => {
+                (Some((id, status, _)), _) => {
                     tx.execute(
                         "UPDATE discrepancies SET division = ?2, severity = ?3, score = ?4, registry_key = ?5, body = ?6,
                            fingerprint = ?7, last_seen = ?8 WHERE id = ?1",
@@ -215,7 +295,7 @@ impl Store {
                         summary.updated += 1;
                     }
                 }
-                None => {
+                (None, _) => {
                     seq += 1;
                     fresh.push(NewDiscrepancy {
                         id: format!("d-{period}-{seq:06}"),

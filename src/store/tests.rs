@@ -157,6 +157,16 @@ fn finding(kind: DiscrepancyKind, anchor: &str, explanation: &str) -> Discrepanc
     }
 }
 
+/// The stored discrepancy of October 2026 with `id`.
+fn stored_by_id(store: &Store, id: &str) -> discrepancies::StoredDiscrepancy {
+    store
+        .discrepancies("2026-10", None)
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == id)
+        .unwrap()
+}
+
 #[test]
 fn discrepancy_ids_are_stable_and_reviews_survive_unchanged_data() {
     on_both(|mut store| {
@@ -194,15 +204,7 @@ fn discrepancy_ids_are_stable_and_reviews_survive_unchanged_data() {
             )
             .unwrap();
         store.save_discrepancies("2026-10", &run2).unwrap();
-        let status = |store: &Store, id: &str| {
-            store
-                .discrepancies("2026-10", None)
-                .unwrap()
-                .into_iter()
-                .find(|d| d.id == id)
-                .unwrap()
-                .status
-        };
+        let status = |store: &Store, id: &str| stored_by_id(store, id).status;
         assert_eq!(
             status(&store, "d-2026-10-000001"),
             "resolved",
@@ -229,6 +231,66 @@ fn discrepancy_ids_are_stable_and_reviews_survive_unchanged_data() {
         let trail: Vec<&str> = history.iter().map(|h| h.to_status.as_str()).collect();
         assert_eq!(trail, ["open", "resolved", "open", "gone"]);
         assert_eq!(history[1].actor, "clerk-1");
+    });
+}
+
+#[test]
+fn new_match_weights_alone_keep_a_review_and_replace_the_stored_evidence() {
+    on_both(|mut store| {
+        let weighed = |score: f64, weight: f64| {
+            let mut d = finding(DiscrepancyKind::UnreportedBirth, "Q1", "a");
+            d.score = score;
+            d.evidence = Some(serde_json::json!({ "match_weight": weight }));
+            d
+        };
+        store
+            .save_discrepancies("2026-10", &[weighed(0.97, 5.1)])
+            .unwrap();
+        let id = "d-2026-10-000001";
+        store
+            .review_discrepancy(id, "resolved", "clerk-1", None)
+            .unwrap();
+        let stored = |store: &Store| stored_by_id(store, id);
+
+        // The county's u measured again: other weights, same facts.
+        let s = store
+            .save_discrepancies("2026-10", &[weighed(0.95, 4.7)])
+            .unwrap();
+        assert_eq!((s.unchanged, s.updated, s.reopened), (1, 0, 0));
+        let now = stored(&store);
+        assert_eq!(
+            now.status, "resolved",
+            "weights alone do not reopen a review"
+        );
+        assert_eq!(now.discrepancy.score, 0.95);
+        assert_eq!(
+            now.discrepancy.evidence,
+            Some(serde_json::json!({ "match_weight": 4.7 }))
+        );
+
+        // A fingerprint stored before the facts had their own hash: the whole body's.
+        let body = serde_json::to_string(&weighed(0.95, 4.7)).unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE discrepancies SET fingerprint = ?2 WHERE id = ?1",
+                args![id, crate::store::sha256_hex(body.as_bytes())],
+            )
+            .unwrap();
+        let s = store
+            .save_discrepancies("2026-10", &[weighed(0.95, 4.7)])
+            .unwrap();
+        assert_eq!(
+            s.unchanged, 1,
+            "an identical body matches the old fingerprint"
+        );
+
+        // The facts change: reopened.
+        let mut changed = weighed(0.95, 4.7);
+        changed.explanation = "b".into();
+        let s = store.save_discrepancies("2026-10", &[changed]).unwrap();
+        assert_eq!(s.reopened, 1);
+        assert_eq!(stored(&store).status, "open");
     });
 }
 
