@@ -100,6 +100,35 @@ enum Sameness {
     Changed,
 }
 
+/// Whether a known discrepancy's stored fingerprint has the facts' hash.
+fn old_fingerprint_is_current(known: Option<&(String, String, String)>) -> bool {
+    known.is_some_and(|(_, _, old)| old.contains(':'))
+}
+
+/// Stores fingerprints of the current form for `(id, fingerprint)`s (once per discrepancy
+/// stored before it; on PostgreSQL 10,000 a statement).
+fn set_fingerprints(tx: &Tx, prints: &[(String, String)]) -> Result<()> {
+    if tx.is_postgres() {
+        for chunk in prints.chunks(10_000) {
+            let ids: Vec<Option<&str>> = chunk.iter().map(|(id, _)| Some(id.as_str())).collect();
+            let fps: Vec<Option<&str>> = chunk.iter().map(|(_, f)| Some(f.as_str())).collect();
+            tx.execute(
+                "UPDATE discrepancies AS d SET fingerprint = v.fp
+                 FROM unnest(?1::TEXT[], ?2::TEXT[]) AS v(id, fp) WHERE d.id = v.id",
+                &[Param::Texts(&ids), Param::Texts(&fps)],
+            )?;
+        }
+    } else {
+        for (id, fp) in prints {
+            tx.execute(
+                "UPDATE discrepancies SET fingerprint = ?2 WHERE id = ?1",
+                args![id, fp],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// New discrepancies are stored this many at a time (on PostgreSQL by `COPY`: a new month's
 /// findings one statement each were two round trips per discrepancy, 295,000 for a province).
 pub(super) const NEW_BATCH: usize = 5_000;
@@ -236,6 +265,8 @@ impl Store {
     ) -> Result<SaveSummary> {
         let tx = self.conn.transaction()?;
         let mut known: HashMap<(String, String), (String, String, String)> = HashMap::new();
+        // Unchanged ones whose fingerprint predates the facts' own hash, with the new one.
+        let mut legacy: Vec<(String, String)> = Vec::new();
         for r in tx.query(
             "SELECT id, kind, anchor, status, fingerprint FROM discrepancies WHERE period = ?1",
             args![period],
@@ -267,6 +298,11 @@ impl Store {
             let sameness = known.get(&k).map(|(_, _, old)| print.against(old));
             match (known.get(&k), sameness) {
                 (Some((id, status, _)), Some(Sameness::Same | Sameness::Reweighed)) => {
+                    if !old_fingerprint_is_current(known.get(&k))
+                        && sameness == Some(Sameness::Same)
+                    {
+                        legacy.push((id.clone(), fingerprint.clone()));
+                    }
                     if sameness == Some(Sameness::Reweighed) {
                         // The current weights replace the old, quietly: nothing to review.
                         tx.execute(
@@ -314,6 +350,7 @@ impl Store {
         insert_new(&tx, period, &at, &mut fresh, &mut created)?;
         record_creation(&tx, &at, &created)?;
         mark_seen(&tx, &still_found, &at)?;
+        set_fingerprints(&tx, &legacy)?;
         for (k, (id, status, _)) in &known {
             if !seen.contains(k) && UNRESOLVED_STATUSES.contains(&status.as_str()) {
                 set_status(

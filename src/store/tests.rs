@@ -284,6 +284,12 @@ fn new_match_weights_alone_keep_a_review_and_replace_the_stored_evidence() {
             s.unchanged, 1,
             "an identical body matches the old fingerprint"
         );
+        // ... which is then replaced, so that new weights alone keep the review from now on.
+        let s = store
+            .save_discrepancies("2026-10", &[weighed(0.93, 4.2)])
+            .unwrap();
+        assert_eq!((s.unchanged, s.reopened), (1, 0));
+        assert_eq!(stored(&store).status, "resolved");
 
         // The facts change: reopened.
         let mut changed = weighed(0.95, 4.7);
