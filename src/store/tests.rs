@@ -1231,3 +1231,32 @@ fn numbers_of_changed_persons_and_those_held_in_several_counties_are_looked_up_i
         assert_eq!(store.ids_in_several_divisions().unwrap(), [person_id(5)]);
     });
 }
+
+#[test]
+fn a_write_changing_too_many_persons_of_a_county_lists_none_of_them() {
+    on_both(|mut store| {
+        let mut w = store
+            .begin_file("registry.csv", "sha-many", 10, "registry", "m")
+            .unwrap();
+        let many = files::MAX_LOGGED as u32 + 1;
+        for n in 0..many {
+            w.add(person(n, "410611"), "row").unwrap();
+        }
+        w.add(person(many, "410621"), "row").unwrap();
+        w.finish(u64::from(many) + 1, None).unwrap();
+        let version = |d: &str| store.division_version(Feed::Registry, d).unwrap();
+        assert_eq!(
+            store
+                .registry_changes("410611", 0, version("410611"))
+                .unwrap(),
+            None,
+            "the county is read whole instead"
+        );
+        assert_eq!(
+            store
+                .registry_changes("410621", 0, version("410621"))
+                .unwrap(),
+            Some(vec![format!("P{many:08}")])
+        );
+    });
+}
