@@ -141,8 +141,10 @@ fn two_regions_exchange_batches_both_ways_over_the_broker() {
     cz.run(&broker, &["ingest", cz_feeds.to_str().unwrap()]);
     assert_eq!(cz.store().records(Feed::Registry).unwrap().len(), 40);
 
-    // Each listens first, so its queue exists; then each sends.
-    let listen = ["exchange", "listen", "--idle-exit", "4"];
+    // Each listens first, so its queue exists; then each sends. Each expects one batch; the
+    // idle limit only keeps a lost batch from hanging the test (a 4 s limit ran out under a
+    // loaded CI machine before the other region's send had started).
+    let listen = ["exchange", "listen", "--max", "1", "--idle-exit", "60"];
     let hebi_listener = hebi.spawn(&broker, &listen);
     let cz_listener = cz.spawn(&broker, &listen);
     for region in ["410600", "320411"] {
