@@ -116,6 +116,8 @@ pub fn run(store: &mut Store, params: &Params, retrain: bool) -> Result<RunSumma
         (None, Some((_, at))) => format!("reused from {at}"),
         (None, None) => "not needed".to_owned(),
     };
+    // The registry change log serves partitioned runs; what none of their readers needs goes.
+    partition::forget_taken_changes(store)?;
     save_run(store, params, &found, &started, births_model, None)
 }
 

@@ -540,15 +540,33 @@ fn ids_in_several_divisions(store: &mut Store) -> Result<Vec<String>, StoreError
         version,
         &serde_json::to_string(&shared).expect("numbers serialise"),
     )?;
-    // Entries a county's digest has not taken in yet stay for it.
-    let digests = store.registry_digest_versions()?;
-    let upto: BTreeMap<String, i64> = shared
-        .versions
-        .iter()
-        .map(|(d, &v)| (d.clone(), digests.get(d).map_or(v, |&made| made.min(v))))
-        .collect();
-    store.forget_registry_changes(&upto)?;
+    forget_taken_changes(store)?;
     Ok(shared.ids)
+}
+
+/// Forgets the registry changes every reader of the log has taken in: of each county, the
+/// entries up to the version its digest was made at and the version the shared numbers were
+/// looked up at. A reader that does not exist needs none (a county without a digest is read
+/// whole, shared numbers never looked up scan the index), so a database only ever reconciled
+/// whole-region keeps no log.
+pub(crate) fn forget_taken_changes(store: &mut Store) -> Result<(), StoreError> {
+    let versions = store.division_versions(Feed::Registry)?;
+    let digests = store.registry_digest_versions()?;
+    let shared = store
+        .registry_digest(SHARED_IDS)?
+        .and_then(|(_, body)| serde_json::from_str::<SharedIds>(&body).ok())
+        .map(|s| s.versions);
+    let upto: BTreeMap<String, i64> = versions
+        .iter()
+        .map(|(d, &now)| {
+            let digest = digests.get(d).copied().unwrap_or(now);
+            let numbers = shared
+                .as_ref()
+                .map_or(now, |s| s.get(d).copied().unwrap_or(0));
+            (d.clone(), now.min(digest).min(numbers))
+        })
+        .collect();
+    store.forget_registry_changes(&upto)
 }
 
 /// The keys of the registry persons changed in any county between the versions `since` and
@@ -1113,5 +1131,38 @@ mod tests {
             made_at,
             store.division_version(Feed::Registry, "410611").unwrap()
         );
+    }
+
+    #[test]
+    fn the_change_log_is_kept_only_while_a_reader_needs_it() {
+        let mut store = Store::open_in_memory().unwrap();
+        let params = october();
+        let (a, b) = (id("41061119900101001"), id("41062119900101003"));
+        load(
+            &mut store,
+            "first",
+            vec![person("P1", "410611", &a), person("P3", "410621", &b)],
+        );
+        let last_write = |store: &Store| {
+            let v = store.division_version(Feed::Registry, "410611").unwrap();
+            store.registry_changes("410611", v - 1, v).unwrap()
+        };
+        assert_eq!(last_write(&store), Some(vec!["P1".to_owned()]));
+        // No digest and no shared numbers: a whole-region run leaves no log behind.
+        crate::reconcile::run(&mut store, &params, false).unwrap();
+        assert_eq!(last_write(&store), None);
+
+        // Digests made; a change after them stays through whole-region runs...
+        assert!(duplicates(&mut store, &params).is_empty());
+        load(
+            &mut store,
+            "second",
+            vec![person("P1", "410611", &id("41061119900101002"))],
+        );
+        crate::reconcile::run(&mut store, &params, false).unwrap();
+        assert_eq!(last_write(&store), Some(vec!["P1".to_owned()]));
+        // ... until the next partitioned run has taken it in.
+        assert!(duplicates(&mut store, &params).is_empty());
+        assert_eq!(last_write(&store), None);
     }
 }
