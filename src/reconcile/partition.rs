@@ -900,6 +900,12 @@ mod tests {
         }
     }
 
+    /// An empty store, October, and a valid number of each of the counties 410611 and 410621.
+    fn two_numbers() -> (Store, Params, String, String) {
+        let (a, b) = (id("41061119900101001"), id("41062119900101003"));
+        (Store::open_in_memory().unwrap(), october(), a, b)
+    }
+
     fn id(body: &str) -> String {
         format!("{body}{}", check_char(body))
     }
@@ -936,9 +942,7 @@ mod tests {
 
     #[test]
     fn a_county_digest_is_kept_until_its_registry_changes_and_then_brought_up_to_date() {
-        let mut store = Store::open_in_memory().unwrap();
-        let params = october();
-        let (a, b) = (id("41061119900101001"), id("41062119900101003"));
+        let (mut store, params, a, b) = two_numbers();
         load(
             &mut store,
             "first",
@@ -1135,9 +1139,7 @@ mod tests {
 
     #[test]
     fn the_change_log_is_kept_only_while_a_reader_needs_it() {
-        let mut store = Store::open_in_memory().unwrap();
-        let params = october();
-        let (a, b) = (id("41061119900101001"), id("41062119900101003"));
+        let (mut store, params, a, b) = two_numbers();
         load(
             &mut store,
             "first",
