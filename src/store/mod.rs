@@ -81,6 +81,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "registry_changes",
         include_str!("migrations/0013_registry_changes.sql"),
     ),
+    (
+        "discrepancies_leave_room",
+        include_str!("migrations/0014_discrepancies_leave_room.sql"),
+    ),
 ];
 
 /// The migration whose new columns are filled from the stored records (see

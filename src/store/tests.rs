@@ -46,6 +46,12 @@ fn migrations_apply_once_and_reopen_cleanly() {
     drop(store);
     let store = Store::connect(&target).unwrap();
     assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+    // Migration 0014: room on each page for stamping a discrepancy seen in place.
+    let options: String = scalar(
+        &store,
+        "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'discrepancies'",
+    );
+    assert_eq!(options, "fillfactor=70");
 }
 
 #[test]

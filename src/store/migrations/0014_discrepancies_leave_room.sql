@@ -1,0 +1,7 @@
+-- Every run stamps each discrepancy it found again as seen (a province: 147,000 rows a month).
+-- Full pages make each such update write a new row version elsewhere plus an entry in each of
+-- the table's six indexes; with room left on the page PostgreSQL updates in place ("HOT"), and
+-- no index changes. Measured on a province: 2 % of the updates were HOT at the default (full
+-- pages), 83 % with 70 % fill, and no stamping statement took over 250 ms (15 of 300-400 ms
+-- before). Pages written from now on leave the room; SQLite has no such setting.
+-- postgres: ALTER TABLE discrepancies SET (fillfactor = 70);
