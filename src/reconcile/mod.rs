@@ -207,7 +207,7 @@ pub(crate) fn find_in_scope(
     };
     events::reconcile(inputs, params, &linker, persons, population, &mut out);
     match scope {
-        Scope::Whole => registry::reconcile(inputs, params, &mut out),
+        Scope::Whole => registry::reconcile(inputs, persons, params, &mut out),
         Scope::Part { .. } => {
             // Pairs with persons of other counties this job loaded; the county's own pairs
             // come with its checks.
@@ -220,11 +220,15 @@ pub(crate) fn find_in_scope(
     (items, trained)
 }
 
-/// The checks of registry persons alone (duplicates among `persons`, their bad identity
-/// numbers), stamped with `params`' period, in (kind, anchor) order.
-pub(crate) fn registry_checks(persons: &[Person], params: &Params) -> Vec<Discrepancy> {
+/// The checks of registry persons alone (duplicates among `persons`, whose rows are `rows`,
+/// and their bad identity numbers), stamped with `params`' period, in (kind, anchor) order.
+pub(crate) fn registry_checks(
+    persons: &[Person],
+    rows: &[PersonRow],
+    params: &Params,
+) -> Vec<Discrepancy> {
     let mut out = Findings::new(params);
-    registry::persons(persons, &mut out);
+    registry::persons(persons, rows, &mut out);
     let mut items = out.items;
     in_order_once(&mut items);
     items
@@ -309,9 +313,7 @@ impl PersonRow {
                 .unwrap_or_default(),
         }
     }
-}
 
-impl PersonRow {
     /// The identity number when it passes its checks.
     pub fn valid_id(&self) -> Option<&str> {
         self.id_valid.then_some(self.id_number.as_str())

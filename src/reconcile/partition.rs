@@ -107,22 +107,17 @@ fn registry_digest(
 ) -> Result<(RegistryDigest, Option<Vec<Person>>, DigestUse), StoreError> {
     let version = store.division_version(Feed::Registry, division)?;
     if let Some((made_at, body)) = store.registry_digest(division)? {
-        let changed = if made_at == version {
-            Some(Vec::new())
-        } else {
-            store.registry_changes(division, made_at, version)?
-        };
-        let kept = changed.and_then(|changed| {
+        let parse = || {
             serde_json::from_str::<RegistryDigest>(&body)
                 .ok()
                 .filter(|d| d.format == DIGEST_FORMAT)
-                .map(|d| (d, changed))
-        });
-        match kept {
-            Some((digest, changed)) if made_at == version || changed.is_empty() => {
-                return Ok((digest, None, DigestUse::Kept))
+        };
+        if made_at == version {
+            if let Some(digest) = parse() {
+                return Ok((digest, None, DigestUse::Kept));
             }
-            Some((digest, changed)) => {
+        } else if let Some(changed) = store.registry_changes(division, made_at, version)? {
+            if let Some(digest) = parse() {
                 let digest = updated_digest(store, params, division, digest, &changed)?;
                 save_digest(store, division, version, &digest)?;
                 let used = DigestUse::Updated {
@@ -130,7 +125,6 @@ fn registry_digest(
                 };
                 return Ok((digest, None, used));
             }
-            None => {}
         }
     }
     let (digest, persons) = whole_county_digest(store, params, division)?;
@@ -154,7 +148,7 @@ fn whole_county_digest(
     let rows = person_rows(&persons);
     let digest = RegistryDigest {
         format: DIGEST_FORMAT,
-        checks: registry_checks(&persons, params),
+        checks: registry_checks(&persons, &rows, params),
         population: measure_population(&rows),
         u_measured_on: rows.len() as u64,
         persons: rows,
@@ -540,7 +534,7 @@ fn ids_in_several_divisions(store: &mut Store) -> Result<Vec<String>, StoreError
         version,
         &serde_json::to_string(&shared).expect("numbers serialise"),
     )?;
-    forget_taken_changes(store)?;
+    forget_changes_taken_in(store, &shared.versions, Some(&shared.versions))?;
     Ok(shared.ids)
 }
 
@@ -551,18 +545,26 @@ fn ids_in_several_divisions(store: &mut Store) -> Result<Vec<String>, StoreError
 /// whole-region keeps no log.
 pub(crate) fn forget_taken_changes(store: &mut Store) -> Result<(), StoreError> {
     let versions = store.division_versions(Feed::Registry)?;
-    let digests = store.registry_digest_versions()?;
     let shared = store
         .registry_digest(SHARED_IDS)?
         .and_then(|(_, body)| serde_json::from_str::<SharedIds>(&body).ok())
         .map(|s| s.versions);
+    forget_changes_taken_in(store, &versions, shared.as_ref())
+}
+
+/// [`forget_taken_changes`] given each county's registry `versions` now and those the shared
+/// numbers were looked up at (`None`: never).
+fn forget_changes_taken_in(
+    store: &mut Store,
+    versions: &BTreeMap<String, i64>,
+    shared: Option<&BTreeMap<String, i64>>,
+) -> Result<(), StoreError> {
+    let digests = store.registry_digest_versions()?;
     let upto: BTreeMap<String, i64> = versions
         .iter()
         .map(|(d, &now)| {
             let digest = digests.get(d).copied().unwrap_or(now);
-            let numbers = shared
-                .as_ref()
-                .map_or(now, |s| s.get(d).copied().unwrap_or(0));
+            let numbers = shared.map_or(now, |s| s.get(d).copied().unwrap_or(0));
             (d.clone(), now.min(digest).min(numbers))
         })
         .collect();

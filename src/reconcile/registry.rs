@@ -4,18 +4,20 @@ use std::collections::BTreeSet;
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::{division_text, person_rows, Finding, Findings, Inputs, Params, PersonRow};
+use super::{division_text, Finding, Findings, Inputs, Params, PersonRow};
 use crate::model::*;
 
-/// Every registry-only finding and every bad identity number, over a whole registry.
-pub(super) fn reconcile(inputs: &Inputs, params: &Params, out: &mut Findings) {
-    persons(&inputs.registry, out);
+/// Every registry-only finding and every bad identity number, over a whole registry (whose
+/// persons' rows are `rows`).
+pub(super) fn reconcile(inputs: &Inputs, rows: &[PersonRow], params: &Params, out: &mut Findings) {
+    persons(&inputs.registry, rows, out);
     invalid_feed_identifiers(inputs, params, out);
 }
 
-/// The checks of registry persons alone: duplicates among them and their bad numbers.
-pub(super) fn persons(persons: &[Person], out: &mut Findings) {
-    duplicates(&person_rows(persons), out);
+/// The checks of registry persons alone (`rows` theirs, in their order): duplicates among them
+/// and their bad numbers.
+pub(super) fn persons(persons: &[Person], rows: &[PersonRow], out: &mut Findings) {
+    duplicates(rows, out);
     invalid_registry_identifiers(persons, out);
 }
 

@@ -83,7 +83,11 @@ impl Fingerprint {
             None => (None, stored),
         };
         if body == self.body {
-            Sameness::Same
+            if facts.is_some() {
+                Sameness::Same
+            } else {
+                Sameness::SameInOldForm
+            }
         } else if facts == Some(self.facts.as_str()) {
             Sameness::Reweighed
         } else {
@@ -95,14 +99,11 @@ impl Fingerprint {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sameness {
     Same,
+    /// The same body, under a fingerprint stored before the facts had their own hash.
+    SameInOldForm,
     /// Only the match weights differ.
     Reweighed,
     Changed,
-}
-
-/// Whether a known discrepancy's stored fingerprint has the facts' hash.
-fn old_fingerprint_is_current(known: Option<&(String, String, String)>) -> bool {
-    known.is_some_and(|(_, _, old)| old.contains(':'))
 }
 
 /// Stores fingerprints of the current form for `(id, fingerprint)`s (once per discrepancy
@@ -295,20 +296,21 @@ impl Store {
             if !seen.insert(k.clone()) {
                 continue;
             }
-            let sameness = known.get(&k).map(|(_, _, old)| print.against(old));
-            match (known.get(&k), sameness) {
-                (Some((id, status, _)), Some(Sameness::Same | Sameness::Reweighed)) => {
-                    if !old_fingerprint_is_current(known.get(&k))
-                        && sameness == Some(Sameness::Same)
-                    {
-                        legacy.push((id.clone(), fingerprint.clone()));
-                    }
-                    if sameness == Some(Sameness::Reweighed) {
+            match known
+                .get(&k)
+                .map(|(id, status, old)| (id, status, print.against(old)))
+            {
+                Some((id, status, sameness)) if sameness != Sameness::Changed => {
+                    match sameness {
+                        Sameness::SameInOldForm => legacy.push((id.clone(), fingerprint.clone())),
                         // The current weights replace the old, quietly: nothing to review.
-                        tx.execute(
-                            "UPDATE discrepancies SET score = ?2, body = ?3, fingerprint = ?4 WHERE id = ?1",
-                            args![id, d.score, body, fingerprint],
-                        )?;
+                        Sameness::Reweighed => {
+                            tx.execute(
+                                "UPDATE discrepancies SET score = ?2, body = ?3, fingerprint = ?4 WHERE id = ?1",
+                                args![id, d.score, body, fingerprint],
+                            )?;
+                        }
+                        Sameness::Same | Sameness::Changed => {}
                     }
                     still_found.push(id);
                     if status == "gone" {
@@ -318,7 +320,7 @@ impl Store {
                         summary.unchanged += 1;
                     }
                 }
-                (Some((id, status, _)), _) => {
+                Some((id, status, _)) => {
                     tx.execute(
                         "UPDATE discrepancies SET division = ?2, severity = ?3, score = ?4, registry_key = ?5, body = ?6,
                            fingerprint = ?7, last_seen = ?8 WHERE id = ?1",
@@ -331,7 +333,7 @@ impl Store {
                         summary.updated += 1;
                     }
                 }
-                (None, _) => {
+                None => {
                     seq += 1;
                     fresh.push(NewDiscrepancy {
                         id: format!("d-{period}-{seq:06}"),

@@ -259,8 +259,8 @@ impl Touched {
                         args![*feed, division],
                     )?
                     .get(0)?;
-                if let Some(Some(keys)) = self.registry_keys.get(division) {
-                    if *feed == Feed::Registry.name() {
+                if *feed == Feed::Registry.name() {
+                    if let Some(Some(keys)) = self.registry_keys.get(division) {
                         log_registry_changes(conn, division, version, keys)?;
                     }
                 }

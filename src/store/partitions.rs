@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
-use super::sql::{args, Param};
+use super::sql::{args, Param, Row};
 use super::{decode_record, now, Result, Store, StoreError};
 use crate::model::{Feed, Record};
 
@@ -120,25 +120,22 @@ impl Store {
         self.current_where("feed = 'registry' AND ", "record_key", keys)
     }
 
-    /// Current registry records, under `filter`, whose `column` is any of `values`, looked up
-    /// [`LOOKUP`] values at a time.
+    /// Current registry records, under `filter`, whose `column` is any of `values`.
     fn current_where(&self, filter: &str, column: &str, values: &[&str]) -> Result<Vec<Record>> {
+        let sql = |among: &str| {
+            format!(
+                "SELECT record_key, data FROM records WHERE {filter}{column} {among} AND retired = 0"
+            )
+        };
         let mut out = Vec::new();
-        for chunk in values.chunks(LOOKUP) {
-            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 1)).collect();
-            let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v)).collect();
-            let sql = format!(
-                "SELECT record_key, data FROM records WHERE {filter}{column} IN ({}) AND retired = 0",
-                marks.join(", ")
-            );
-            for row in self.conn.query(&sql, &params)? {
-                out.push(decode_record(
-                    "registry",
-                    row.get(0)?,
-                    &row.get::<String>(1)?,
-                )?);
-            }
-        }
+        self.rows_among(values, sql, |row| {
+            out.push(decode_record(
+                "registry",
+                row.get(0)?,
+                &row.get::<String>(1)?,
+            )?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -153,17 +150,6 @@ impl Store {
             .map(|r| r.get(0))
             .transpose()
             .map(|v| v.unwrap_or(0))
-    }
-
-    /// How many times the records of `feed` have changed, over all counties (0: not since
-    /// versions were kept); it moves whenever any county's does.
-    pub fn feed_version(&self, feed: Feed) -> Result<i64> {
-        self.conn
-            .query_one(
-                "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM division_versions WHERE feed = ?1",
-                args![feed.name()],
-            )?
-            .get(0)
     }
 
     /// The digest kept for a county's registry: the registry version it was made at, and its body.
@@ -270,33 +256,45 @@ impl Store {
         Ok(out)
     }
 
-    /// The first column of `sql(among)` run for many of `values` at a time, `among` the
-    /// condition that a column is one of them: on PostgreSQL one array parameter for 10,000
-    /// (a round trip per 500 cost seconds for a province's month of changes), on SQLite
-    /// [`LOOKUP`] placeholders.
+    /// The first column of `sql(among)` run over `values` (see [`Store::rows_among`]).
     fn texts_for(&self, values: &[&str], sql: impl Fn(&str) -> String) -> Result<Vec<String>> {
         let mut out = Vec::new();
+        self.rows_among(values, sql, |row| {
+            out.push(row.get(0)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `visit` with every row of `sql(among)` run for many of `values` at a time,
+    /// `among` the condition that a column is one of them: on PostgreSQL one array parameter
+    /// for 10,000 (a round trip per 500 cost seconds for a province's month of changes), on
+    /// SQLite [`LOOKUP`] placeholders.
+    fn rows_among(
+        &self,
+        values: &[&str],
+        sql: impl Fn(&str) -> String,
+        mut visit: impl FnMut(&Row) -> Result<()>,
+    ) -> Result<()> {
         if self.conn.is_postgres() {
             let sql = sql("= ANY(?1)");
             let values: Vec<Option<&str>> = values.iter().map(|v| Some(*v)).collect();
             for chunk in values.chunks(10_000) {
                 for row in self.conn.query(&sql, &[Param::Texts(chunk)])? {
-                    out.push(row.get(0)?);
+                    visit(&row)?;
                 }
             }
-            return Ok(out);
+            return Ok(());
         }
         for chunk in values.chunks(LOOKUP) {
             let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 1)).collect();
             let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v)).collect();
-            for row in self
-                .conn
-                .query(&sql(&format!("IN ({})", marks.join(", "))), &params)?
-            {
-                out.push(row.get(0)?);
+            let sql = sql(&format!("IN ({})", marks.join(", ")));
+            for row in self.conn.query(&sql, &params)? {
+                visit(&row)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Identity numbers that registry persons of more than one county hold: the only

@@ -1101,19 +1101,22 @@ fn a_second_writer_of_a_feed_waits_for_the_first_on_postgres() {
     assert_eq!(record_count(&first), 100);
 }
 
+/// Writes `records` as one registry file of `size` bytes (64 MB or more into an empty feed is a
+/// bulk load).
+fn load(store: &mut Store, sha: &str, size: u64, records: Vec<Record>) {
+    let mut w = store
+        .begin_file("registry.csv", sha, size, "registry", "m")
+        .unwrap();
+    let n = records.len() as u64;
+    for r in records {
+        w.add(r, "row").unwrap();
+    }
+    w.finish(n, None).unwrap();
+}
+
 #[test]
 fn registry_writes_log_the_persons_they_changed_per_county_and_bulk_loads_log_none() {
     on_both(|mut store| {
-        let load = |store: &mut Store, sha: &str, size: u64, records: Vec<Record>| {
-            let mut w = store
-                .begin_file("registry.csv", sha, size, "registry", "m")
-                .unwrap();
-            let n = records.len() as u64;
-            for r in records {
-                w.add(r, "row").unwrap();
-            }
-            w.finish(n, None).unwrap();
-        };
         load(
             &mut store,
             "bulk",
@@ -1205,21 +1208,16 @@ fn registry_writes_log_the_persons_they_changed_per_county_and_bulk_loads_log_no
 #[test]
 fn numbers_of_changed_persons_and_those_held_in_several_counties_are_looked_up_in_bulk() {
     on_both(|mut store| {
-        let mut w = store
-            .begin_file("registry.csv", "sha-ids", 10, "registry", "m")
-            .unwrap();
         // More than one look-up's worth, and one number held in two counties.
-        for n in 0..1_200 {
-            w.add(person(n, "410611"), "row").unwrap();
-        }
+        let mut records: Vec<Record> = (0..1_200).map(|n| person(n, "410611")).collect();
         let mut twin = match person(5, "410621") {
             Record::Person(p) => p,
             _ => unreachable!(),
         };
         twin.person_key = "Q00000005".into();
         twin.id_number = IdNumber::parse(&person_id(5));
-        w.add(Record::Person(twin), "row").unwrap();
-        w.finish(1_201, None).unwrap();
+        records.push(Record::Person(twin));
+        load(&mut store, "sha-ids", 10, records);
 
         let keys: Vec<String> = (0..1_200).map(|n| format!("P{n:08}")).collect();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -1241,15 +1239,10 @@ fn numbers_of_changed_persons_and_those_held_in_several_counties_are_looked_up_i
 #[test]
 fn a_write_changing_too_many_persons_of_a_county_lists_none_of_them() {
     on_both(|mut store| {
-        let mut w = store
-            .begin_file("registry.csv", "sha-many", 10, "registry", "m")
-            .unwrap();
         let many = files::MAX_LOGGED as u32 + 1;
-        for n in 0..many {
-            w.add(person(n, "410611"), "row").unwrap();
-        }
-        w.add(person(many, "410621"), "row").unwrap();
-        w.finish(u64::from(many) + 1, None).unwrap();
+        let mut records: Vec<Record> = (0..many).map(|n| person(n, "410611")).collect();
+        records.push(person(many, "410621"));
+        load(&mut store, "sha-many", 10, records);
         let version = |d: &str| store.division_version(Feed::Registry, d).unwrap();
         assert_eq!(
             store
